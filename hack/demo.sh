@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# make demo: a real local cluster with Velero, a demo shop deployed into it, shown running; the
+# sandbox is stopped at the end whatever happens.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/bin
+dir=${DEMO_DIR:-$root/.sandbox/demo}
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "Starting a sandbox with Velero in $dir (real etcd, kube-apiserver, controllers, kwok nodes, S3, Velero)"
+"$bin/firedrill" sandbox down --dir "$dir" >/dev/null 2>&1 || true
+"$bin/firedrill" sandbox up --velero --dir "$dir"
+trap 'step "Stopping the sandbox"; "$bin/firedrill" sandbox down --dir "$dir"' EXIT
+# shellcheck disable=SC1091
+source "$dir/env"
+
+step "Deploying the demo shop (hack/demo/shop.yaml)"
+kubectl apply -f "$root/hack/demo/shop.yaml"
+
+step "Waiting for the shop to run"
+kubectl -n shop rollout status deployment/web --timeout=120s
+kubectl -n shop rollout status statefulset/db --timeout=120s
+kubectl -n shop wait --for=jsonpath='{.status.phase}'=Bound pvc/data-db-0 --timeout=60s
+
+step "The shop"
+kubectl -n shop get deployments,statefulsets,pods,services,ingresses,cronjobs,pvc,configmaps,secrets
+
+step "Velero's backup location"
+kubectl -n velero get backupstoragelocations.velero.io \
+  -o custom-columns=NAME:.metadata.name,PHASE:.status.phase,BUCKET:.spec.objectStorage.bucket,URL:.spec.config.s3Url
+
+step "Demo done. Try it yourself: firedrill sandbox up --velero; eval \"\$(firedrill sandbox env)\"; kubectl get nodes"

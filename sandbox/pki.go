@@ -21,9 +21,9 @@ import (
 // start so that no two sandboxes, and no sandbox and a real cluster, ever share a key.
 type pki struct {
 	CACert, ServingCert, ServingKey string // the API server's serving chain; the CA goes into the kubeconfig
-	SAKey, SAPub                       string // service-account token signing keys
-	TokenFile                          string // --token-auth-file
-	AdminToken                         string
+	SAKey, SAPub                    string // service-account token signing keys
+	TokenFile                       string // --token-auth-file
+	AdminToken                      string
 }
 
 func writePKI(dir string) (*pki, error) {

@@ -17,13 +17,13 @@ import (
 // process is one component binary running in its own process group, so that stopping it also
 // stops every child it started (Velero's plugins) and nothing else.
 type process struct {
-	name    string
+	name      string
 	logPath   string
 	logOffset int64 // where this start's output begins in a log shared with earlier attempts
 	cmd       *exec.Cmd
-	pgid    int
-	ticks   uint64 // start time in clock ticks since boot, to tell our process from a recycled pid
-	ports   []int
+	pgid      int
+	ticks     uint64 // start time in clock ticks since boot, to tell our process from a recycled pid
+	ports     []int
 
 	done    chan struct{} // closed once the process has exited and been reaped
 	waitErr error

@@ -463,7 +463,9 @@ func (s *Sandbox) State() State {
 	return st
 }
 
-func loopbackURL(scheme string, port int) string { return fmt.Sprintf("%s://127.0.0.1:%d", scheme, port) }
+func loopbackURL(scheme string, port int) string {
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
+}
 
 func describePorts(ports []int) string {
 	var b strings.Builder

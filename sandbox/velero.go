@@ -11,9 +11,9 @@ import (
 	"path/filepath"
 	"time"
 
-	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	crdsv1 "github.com/vmware-tanzu/velero/config/crd/v1/crds"
 	crdsv2 "github.com/vmware-tanzu/velero/config/crd/v2alpha1/crds"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -108,10 +108,10 @@ func (s *Sandbox) startVelero(ctx context.Context) error {
 		&velerov1.BackupStorageLocation{
 			ObjectMeta: metav1.ObjectMeta{Namespace: VeleroNamespace, Name: BackupStorageLocation},
 			Spec: velerov1.BackupStorageLocationSpec{
-				Provider: "aws",
-				Default:  true,
+				Provider:    "aws",
+				Default:     true,
 				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: st.S3.Bucket}},
-				Config: map[string]string{"region": st.S3.Region, "s3ForcePathStyle": "true", "s3Url": st.S3.URL},
+				Config:      map[string]string{"region": st.S3.Region, "s3ForcePathStyle": "true", "s3Url": st.S3.URL},
 			},
 		},
 	}
@@ -200,7 +200,7 @@ func veleroPlaceholder() *appsv1.Deployment {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "velero", Image: "velero/velero:v1.18.3"}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "velero", Image: "velero/velero:v1.18.3"}}},
 			},
 		},
 	}

@@ -61,4 +61,3 @@ func (a *app) versionCmd() *cobra.Command {
 		},
 	}
 }
-

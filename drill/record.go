@@ -1,0 +1,103 @@
+package drill
+
+import "time"
+
+// Result of a run, a step or a check.
+type Result string
+
+const (
+	// Running: the run is in flight (only ever stored, never final).
+	Running Result = "running"
+	// Passed: every check and objective met.
+	Passed Result = "passed"
+	// Failed: the drill ran and the backup is not good enough (a check or objective failed).
+	Failed Result = "failed"
+	// Error: the drill could not be carried out (a server unreachable, a timeout).
+	Error Result = "error"
+	// Aborted: interrupted, or found running when firedrill started again.
+	Aborted Result = "aborted"
+	// Skipped: a step or check that did not run because an earlier one did not pass.
+	Skipped Result = "skipped"
+)
+
+// Record is the evidence of one run, as stored in the history and printed by `run -o json`.
+// Its JSON field names are a documented interface; add fields, never rename them.
+type Record struct {
+	ID         string            `json:"id"`
+	Scenario   string            `json:"scenario"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Trigger    string            `json:"trigger"`  // manual, schedule, api
+	Operator   string            `json:"operator"` // user@host for manual runs
+	Result     Result            `json:"result"`
+	Message    string            `json:"message,omitempty"` // why it did not pass, in one line
+	StartedAt  time.Time         `json:"startedAt"`
+	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
+	// RTOSeconds: from the start of the restore step to the moment every check had passed.
+	// Nil when the restore did not complete or a check failed.
+	RTOSeconds *float64 `json:"rtoSeconds"`
+	// RPOSeconds: age of the restored data when the restore started.
+	RPOSeconds *float64          `json:"rpoSeconds"`
+	Objectives []ObjectiveRecord `json:"objectives"`
+	Backup     BackupRecord      `json:"backup"`
+	Steps      []StepRecord      `json:"steps"`
+	Checks     []CheckRecord     `json:"checks"`
+	// Runner identifies the process that ran it, so that a crashed run can be told from a live
+	// one: hostname, pid and the pid's start time.
+	Runner RunnerInfo `json:"runner"`
+
+	// Hash chain over all records in order (filled by the history store; see docs/history.md).
+	PrevHash  string `json:"prevHash"`
+	Hash      string `json:"hash"`
+	Signature string `json:"signature,omitempty"`
+}
+
+// ObjectiveRecord compares a measured value with its target.
+type ObjectiveRecord struct {
+	Name          string   `json:"name"` // rto, rpo
+	TargetSeconds float64  `json:"target"`
+	ActualSeconds *float64 `json:"actual"` // nil when it could not be measured
+	Met           bool     `json:"met"`
+}
+
+// BackupRecord says what was restored. Fields that do not apply to the backup's kind are empty.
+type BackupRecord struct {
+	Kind       string     `json:"kind"`             // etcd-snapshot, velero-backup
+	Source     string     `json:"source,omitempty"` // take, dir, s3, velero-schedule, ...
+	Name       string     `json:"name,omitempty"`   // file, object key or Velero backup name
+	Location   string     `json:"location,omitempty"`
+	Endpoint   string     `json:"endpoint,omitempty"` // the etcd endpoint a snapshot was taken from
+	SHA256     string     `json:"sha256,omitempty"`
+	SizeBytes  int64      `json:"sizeBytes,omitempty"`
+	Revision   int64      `json:"revision,omitempty"`
+	TotalKeys  int        `json:"totalKeys,omitempty"`
+	Version    string     `json:"version,omitempty"`
+	CreatedAt  *time.Time `json:"createdAt,omitempty"`
+	SelectedBy string     `json:"selectedBy,omitempty"` // how the newest was chosen (mtime, ...)
+}
+
+// StepRecord is one step of a run: preflight, backup, restore, verify, cleanup, record.
+type StepRecord struct {
+	Name       string     `json:"name"`
+	Result     Result     `json:"result"`
+	StartedAt  time.Time  `json:"startedAt"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	Message    string     `json:"message,omitempty"`
+}
+
+// CheckRecord is the outcome of one check, with the measured values that back it.
+type CheckRecord struct {
+	Name     string         `json:"name"`
+	Type     string         `json:"type"`
+	Result   Result         `json:"result"`
+	Message  string         `json:"message"`
+	Evidence map[string]any `json:"evidence,omitempty"` // counts, digests, revisions; never secret values
+	Seconds  float64        `json:"seconds"`
+}
+
+// RunnerInfo identifies the process that executed a run.
+type RunnerInfo struct {
+	Host       string `json:"host"`
+	PID        int    `json:"pid"`
+	StartTicks uint64 `json:"startTicks,omitempty"`
+	Version    string `json:"version,omitempty"`
+}

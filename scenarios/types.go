@@ -1,0 +1,237 @@
+// Package scenarios holds firedrill's Scenario document (apiVersion firedrill.dev/v1alpha1): what
+// to drill, where to restore it, what to check, objectives and schedule. It loads files strictly
+// (unknown fields are errors with file and line), applies defaults in one place and validates
+// every problem at once. It imports nothing else of firedrill's.
+package scenarios
+
+// APIVersion and Kind identify a Scenario document.
+const (
+	APIVersion = "firedrill.dev/v1alpha1"
+	Kind       = "Scenario"
+)
+
+// Scenario is one drill definition.
+type Scenario struct {
+	APIVersion string   `json:"apiVersion" yaml:"apiVersion"`
+	Kind       string   `json:"kind" yaml:"kind"`
+	Metadata   Metadata `json:"metadata" yaml:"metadata"`
+	Spec       Spec     `json:"spec" yaml:"spec"`
+
+	// Path is the file the scenario was loaded from; relative paths inside it were resolved
+	// against its directory. Not part of the document.
+	Path string `json:"-" yaml:"-"`
+}
+
+// Metadata names and labels a scenario, like a Kubernetes object's.
+type Metadata struct {
+	Name        string            `json:"name" yaml:"name"`
+	Labels      map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty" yaml:"annotations,omitempty"`
+}
+
+// Spec is the drill itself.
+type Spec struct {
+	// Schedule is a 5-field cron expression or a descriptor (@daily, @every 6h), used by `serve`.
+	// Empty: the scenario only runs when asked.
+	Schedule string `json:"schedule,omitempty" yaml:"schedule,omitempty"`
+	// TimeZone of Schedule, an IANA name. Default UTC.
+	TimeZone string `json:"timeZone,omitempty" yaml:"timeZone,omitempty"`
+	// Timeout bounds the whole run, cleanup excluded. Default 30m.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// Objectives the drill must meet to pass.
+	Objectives Objectives `json:"objectives,omitempty" yaml:"objectives,omitempty"`
+	// Source is the cluster whose backups are drilled (Velero drills; etcd drills name endpoints).
+	Source *Source `json:"source,omitempty" yaml:"source,omitempty"`
+	// Backup says which backup to drill: exactly one kind.
+	Backup Backup `json:"backup" yaml:"backup"`
+	// Restore says where to restore it: exactly one target, matching the backup's kind.
+	Restore Restore `json:"restore" yaml:"restore"`
+	// Checks prove the restored data works and is the data that was backed up.
+	Checks []Check `json:"checks" yaml:"checks"`
+	// Cleanup says what happens to scratch resources after the run. Default policy Always.
+	Cleanup Cleanup `json:"cleanup,omitempty" yaml:"cleanup,omitempty"`
+}
+
+// Objectives are the recovery objectives a run is measured against. Zero means not set.
+type Objectives struct {
+	// RTO: the longest acceptable time from the start of the restore until every check passed.
+	RTO Duration `json:"rto,omitempty" yaml:"rto,omitempty"`
+	// RPO: the oldest acceptable age of the restored data when the restore starts.
+	RPO Duration `json:"rpo,omitempty" yaml:"rpo,omitempty"`
+}
+
+// Source is a Kubernetes cluster reached through a kubeconfig.
+type Source struct {
+	Kubeconfig string `json:"kubeconfig,omitempty" yaml:"kubeconfig,omitempty"`
+	Context    string `json:"context,omitempty" yaml:"context,omitempty"`
+}
+
+// Backup holds exactly one kind of backup. Velero backups come in a later version of this field.
+type Backup struct {
+	Etcd *EtcdBackup `json:"etcd,omitempty" yaml:"etcd,omitempty"`
+}
+
+// EtcdBackup is an etcd snapshot: taken now (Take) or the newest one that exists (LatestFrom).
+type EtcdBackup struct {
+	Take       *EtcdTake       `json:"take,omitempty" yaml:"take,omitempty"`
+	LatestFrom *EtcdLatestFrom `json:"latestFrom,omitempty" yaml:"latestFrom,omitempty"`
+}
+
+// EtcdTake takes a snapshot from a live etcd, trying the endpoints in order.
+type EtcdTake struct {
+	// Endpoints are client URLs (https://10.0.0.10:2379). At least one.
+	Endpoints []string `json:"endpoints" yaml:"endpoints"`
+	// TLS client certificate and CA; required for https endpoints that check client certs.
+	TLS *TLS `json:"tls,omitempty" yaml:"tls,omitempty"`
+	// DialTimeout per endpoint. Default 5s.
+	DialTimeout Duration `json:"dialTimeout,omitempty" yaml:"dialTimeout,omitempty"`
+	// Dir keeps the snapshot file after the run (named <scenario>-<run id>.db). Empty: a temporary
+	// file, removed at cleanup.
+	Dir string `json:"dir,omitempty" yaml:"dir,omitempty"`
+}
+
+// TLS names PEM files; relative paths are resolved against the scenario file.
+type TLS struct {
+	CAFile   string `json:"caFile,omitempty" yaml:"caFile,omitempty"`
+	CertFile string `json:"certFile,omitempty" yaml:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty" yaml:"keyFile,omitempty"`
+}
+
+// EtcdLatestFrom picks the newest snapshot a team already makes: from a directory or an S3
+// bucket (exactly one). Newest is by modification time (S3: LastModified); the age of that
+// snapshot is the RPO.
+type EtcdLatestFrom struct {
+	Dir string `json:"dir,omitempty" yaml:"dir,omitempty"`
+	// Pattern is a glob over file names in Dir or object names under the S3 prefix. Default "*.db".
+	Pattern string    `json:"pattern,omitempty" yaml:"pattern,omitempty"`
+	S3      *S3Source `json:"s3,omitempty" yaml:"s3,omitempty"`
+}
+
+// S3Source is an S3 (or S3-compatible) bucket and prefix. Credentials come from the standard
+// AWS environment variables or shared credentials file, never from the scenario.
+type S3Source struct {
+	Bucket string `json:"bucket" yaml:"bucket"`
+	Prefix string `json:"prefix,omitempty" yaml:"prefix,omitempty"`
+	// Endpoint for S3-compatible servers (http://minio:9000). Empty: AWS.
+	Endpoint string `json:"endpoint,omitempty" yaml:"endpoint,omitempty"`
+	Region   string `json:"region,omitempty" yaml:"region,omitempty"`
+	// ForcePathStyle addresses the bucket in the path, as most S3-compatible servers need.
+	ForcePathStyle bool `json:"forcePathStyle,omitempty" yaml:"forcePathStyle,omitempty"`
+	// CredentialsFile is an AWS shared credentials file ([default] aws_access_key_id=...).
+	// Empty: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials.
+	CredentialsFile string `json:"credentialsFile,omitempty" yaml:"credentialsFile,omitempty"`
+}
+
+// Restore holds exactly one restore target.
+type Restore struct {
+	ScratchEtcd *ScratchEtcd `json:"scratchEtcd,omitempty" yaml:"scratchEtcd,omitempty"`
+}
+
+// ScratchEtcd restores an etcd snapshot into a throwaway etcd on loopback, optionally served
+// through a throwaway kube-apiserver. Nothing of the source cluster is touched.
+type ScratchEtcd struct {
+	// BumpRevision is added to the restored revision, and the old revisions marked compacted, as
+	// `etcdutl snapshot restore --bump-revision --mark-compacted` does. Default 1000000000.
+	BumpRevision *uint64 `json:"bumpRevision,omitempty" yaml:"bumpRevision,omitempty"`
+	// APIServer serves the restored data through a real kube-apiserver, for objectsServed.
+	APIServer *ScratchAPIServer `json:"apiServer,omitempty" yaml:"apiServer,omitempty"`
+	// EncryptionConfig is the source cluster's EncryptionConfiguration file, so that values
+	// encrypted at rest can be decoded and served. Relative to the scenario file.
+	EncryptionConfig string `json:"encryptionConfig,omitempty" yaml:"encryptionConfig,omitempty"`
+}
+
+// ScratchAPIServer is a kube-apiserver started on the restored etcd.
+type ScratchAPIServer struct {
+	// Binary of kube-apiserver: a path, or a name looked up in firedrill's bin directory, then PATH.
+	// Default "kube-apiserver". `firedrill run --kube-apiserver` overrides it.
+	Binary string `json:"binary,omitempty" yaml:"binary,omitempty"`
+}
+
+// Check is one named check; exactly one of its type fields is set.
+type Check struct {
+	// Name is shown in results. Default: the check's type.
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+
+	EtcdIntegrity     *EtcdIntegrityCheck     `json:"etcdIntegrity,omitempty" yaml:"etcdIntegrity,omitempty"`
+	EtcdObjectsDecode *EtcdObjectsDecodeCheck `json:"etcdObjectsDecode,omitempty" yaml:"etcdObjectsDecode,omitempty"`
+	EtcdKeys          *EtcdKeysCheck          `json:"etcdKeys,omitempty" yaml:"etcdKeys,omitempty"`
+	EtcdMatchesLive   *EtcdMatchesLiveCheck   `json:"etcdMatchesLive,omitempty" yaml:"etcdMatchesLive,omitempty"`
+	ObjectsServed     *ObjectsServedCheck     `json:"objectsServed,omitempty" yaml:"objectsServed,omitempty"`
+	Canary            *CanaryCheck            `json:"canary,omitempty" yaml:"canary,omitempty"`
+}
+
+// Check type names, as written in scenario files and recorded in results.
+const (
+	CheckEtcdIntegrity     = "etcdIntegrity"
+	CheckEtcdObjectsDecode = "etcdObjectsDecode"
+	CheckEtcdKeys          = "etcdKeys"
+	CheckEtcdMatchesLive   = "etcdMatchesLive"
+	CheckObjectsServed     = "objectsServed"
+	CheckCanary            = "canary"
+)
+
+// EtcdIntegrityCheck verifies the snapshot's appended SHA-256 and that etcd can read it. A raw
+// db copy without the hash fails unless AllowMissingHash.
+type EtcdIntegrityCheck struct {
+	AllowMissingHash bool `json:"allowMissingHash,omitempty" yaml:"allowMissingHash,omitempty"`
+}
+
+// EtcdObjectsDecodeCheck decodes every value under Prefix with Kubernetes' codecs (protobuf for
+// built-in types, JSON for custom resources). Values encrypted at rest are counted as encrypted
+// unless restore.scratchEtcd.encryptionConfig lets them be decrypted.
+type EtcdObjectsDecodeCheck struct {
+	// Prefix of the keys to decode. Default "/registry/".
+	Prefix string `json:"prefix,omitempty" yaml:"prefix,omitempty"`
+	// AllowEncrypted passes the check when values are encrypted and no key is configured;
+	// otherwise such values fail it, since nothing proves they decode.
+	AllowEncrypted bool `json:"allowEncrypted,omitempty" yaml:"allowEncrypted,omitempty"`
+}
+
+// EtcdKeysCheck counts the keys under Prefix in the restored etcd.
+type EtcdKeysCheck struct {
+	Prefix string `json:"prefix" yaml:"prefix"`
+	Min    *int   `json:"min,omitempty" yaml:"min,omitempty"`
+	Max    *int   `json:"max,omitempty" yaml:"max,omitempty"`
+	Equals *int   `json:"equals,omitempty" yaml:"equals,omitempty"`
+}
+
+// EtcdMatchesLiveCheck compares, per prefix, the keys and value digests of the restored data with
+// the live etcd: at the snapshot's revision when the live store still has it (then they must be
+// identical), else against current data, reporting the drift.
+type EtcdMatchesLiveCheck struct {
+	Prefixes []string `json:"prefixes" yaml:"prefixes"`
+	// MaxDrift is the largest share of keys (0..1) that may differ when only current live data can
+	// be compared. Default 0.05.
+	MaxDrift *float64 `json:"maxDrift,omitempty" yaml:"maxDrift,omitempty"`
+}
+
+// ObjectsServedCheck asks the scratch kube-apiserver for the objects the snapshot holds: it must
+// be ready, discovery must work and every object of the snapshot in Namespaces (all when empty)
+// must be served.
+type ObjectsServedCheck struct {
+	Namespaces []string `json:"namespaces,omitempty" yaml:"namespaces,omitempty"`
+}
+
+// CanaryCheck (backup.etcd.take only) writes a key to the live etcd just before the snapshot and
+// expects to find it after the restore: proof the snapshot holds the newest writes.
+type CanaryCheck struct {
+	// Key to write. Default "/firedrill/canary/<scenario name>".
+	Key string `json:"key,omitempty" yaml:"key,omitempty"`
+}
+
+// Cleanup says what happens to scratch resources after a run.
+type Cleanup struct {
+	// Policy: Always (default), OnSuccess (keep them to investigate a failure) or Never.
+	Policy CleanupPolicy `json:"policy,omitempty" yaml:"policy,omitempty"`
+	// KeepFor bounds how long kept resources live before the janitor removes them. Default 24h.
+	KeepFor Duration `json:"keepFor,omitempty" yaml:"keepFor,omitempty"`
+}
+
+// CleanupPolicy values.
+type CleanupPolicy string
+
+const (
+	CleanupAlways    CleanupPolicy = "Always"
+	CleanupOnSuccess CleanupPolicy = "OnSuccess"
+	CleanupNever     CleanupPolicy = "Never"
+)

@@ -1,0 +1,81 @@
+// Package verify holds firedrill's checks: each looks at what a restore brought back and says,
+// with evidence, whether it is the data that was backed up and whether it works. Checks never
+// print, log or record secret values — only digests and counts.
+package verify
+
+import (
+	"context"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/client-go/rest"
+)
+
+// Status of a check. The values are the same words the run record uses.
+type Status string
+
+const (
+	StatusPassed  Status = "passed"
+	StatusFailed  Status = "failed"  // the restored data is not good enough
+	StatusError   Status = "error"   // the check could not be carried out
+	StatusSkipped Status = "skipped" // not run, because an earlier step did not complete
+)
+
+// Outcome is what a check found: a status, a message a person can act on, and the measured values
+// behind it (counts, digests, revisions) for the record.
+type Outcome struct {
+	Status   Status
+	Message  string
+	Evidence map[string]any
+}
+
+// SnapshotReport is what is known about the snapshot file before it is restored; the snapshot
+// driver fills it, the etcdIntegrity check judges it.
+type SnapshotReport struct {
+	Path      string
+	SizeBytes int64
+	SHA256    string // of the whole file, hex
+	// HasHash: etcd's SHA-256 of the database is appended (snapshots from Maintenance.Snapshot
+	// have it; a raw copy of member/snap/db does not).
+	HasHash bool
+	// HashMatches: the appended hash equals the hash of the database part.
+	HashMatches bool
+	// Readable: etcd's storage (bbolt) opened the database and its consistency check passed.
+	Readable  bool
+	ReadError string
+	Revision  int64
+	TotalKeys int
+	Version   string // storage version, empty before etcd 3.6
+}
+
+// Canary is a key the drill wrote to the live etcd just before taking the snapshot.
+type Canary struct {
+	Key       string
+	Value     string
+	WrittenAt time.Time
+}
+
+// EtcdTarget is everything the etcd checks look at.
+type EtcdTarget struct {
+	Scenario string
+	Snapshot SnapshotReport
+	// Restored is a client of the scratch etcd holding the restored snapshot. Nil when the restore
+	// did not happen.
+	Restored *clientv3.Client
+	// Live is a client of the source etcd; nil when it is not reachable or not named (latestFrom).
+	Live *clientv3.Client
+	// APIServer reaches the scratch kube-apiserver serving the restored data; nil when none runs.
+	APIServer *rest.Config
+	// Canary written before the snapshot; nil when none was.
+	Canary *Canary
+	// EncryptionConfig is the path of an apiserver EncryptionConfiguration to decrypt values
+	// encrypted at rest; empty when none was given.
+	EncryptionConfig string
+}
+
+// EtcdCheck is one check of a restored etcd snapshot.
+type EtcdCheck interface {
+	Name() string
+	Type() string
+	Run(ctx context.Context, t *EtcdTarget) Outcome
+}

@@ -50,6 +50,9 @@ type Options struct {
 	Progress io.Writer
 	// ReadyTimeout bounds the wait for each component; 0 means 2 minutes (2 loaded cores are slow).
 	ReadyTimeout time.Duration
+	// EncryptionConfig, when set, is passed to kube-apiserver as --encryption-provider-config so
+	// that resources it names are encrypted at rest in etcd.
+	EncryptionConfig string
 }
 
 // S3 describes the sandbox's S3 server.
@@ -186,7 +189,11 @@ func (s *Sandbox) startControlPlane(ctx context.Context) error {
 		name:   "kube-apiserver",
 		nports: 1,
 		args: func(p []int) []string {
-			return []string{
+			var extra []string
+			if s.opts.EncryptionConfig != "" {
+				extra = append(extra, "--encryption-provider-config="+s.opts.EncryptionConfig)
+			}
+			return append([]string{
 				"--etcd-servers=" + s.state.EtcdEndpoints[0],
 				"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", p[0]),
 				"--tls-cert-file=" + s.pki.ServingCert, "--tls-private-key-file=" + s.pki.ServingKey,
@@ -199,7 +206,7 @@ func (s *Sandbox) startControlPlane(ctx context.Context) error {
 				"--service-cluster-ip-range=10.96.0.0/16",
 				"--allow-privileged=true",
 				"--profiling=false",
-			}
+			}, extra...)
 		},
 		ready: func(ctx context.Context, p []int) error {
 			if err := s.connect(p[0]); err != nil {

@@ -29,4 +29,14 @@ step "Velero's backup location"
 kubectl -n velero get backupstoragelocations.velero.io \
   -o custom-columns=NAME:.metadata.name,PHASE:.status.phase,BUCKET:.spec.objectStorage.bucket,URL:.spec.config.s3Url
 
+step "An etcd drill of the control plane: plan it, then run it"
+drill=$dir/etcd-drill.yaml
+sed "s#@ETCD_ENDPOINT@#${FIREDRILL_ETCD_ENDPOINTS%%,*}#" "$root/hack/demo/etcd-drill.yaml" >"$drill"
+export FIREDRILL_HISTORY=$dir/history.db
+"$bin/firedrill" plan "$drill"
+"$bin/firedrill" run "$drill"
+
+step "The drill's record in the history ($FIREDRILL_HISTORY)"
+"$bin/firedrill" history
+
 step "Demo done. Try it yourself: firedrill sandbox up --velero; eval \"\$(firedrill sandbox env)\"; kubectl get nodes"

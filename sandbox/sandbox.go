@@ -185,36 +185,7 @@ func (s *Sandbox) startControlPlane(ctx context.Context) error {
 	}
 	s.update(func(st *State) { st.EtcdEndpoints = []string{loopbackURL("http", etcd.ports[0])} })
 
-	if _, err := s.launch(ctx, component{
-		name:   "kube-apiserver",
-		nports: 1,
-		args: func(p []int) []string {
-			var extra []string
-			if s.opts.EncryptionConfig != "" {
-				extra = append(extra, "--encryption-provider-config="+s.opts.EncryptionConfig)
-			}
-			return append([]string{
-				"--etcd-servers=" + s.state.EtcdEndpoints[0],
-				"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", p[0]),
-				"--tls-cert-file=" + s.pki.ServingCert, "--tls-private-key-file=" + s.pki.ServingKey,
-				"--cert-dir=" + filepath.Join(s.opts.Dir, "apiserver"),
-				"--token-auth-file=" + s.pki.TokenFile,
-				"--authorization-mode=RBAC",
-				"--service-account-key-file=" + s.pki.SAPub,
-				"--service-account-signing-key-file=" + s.pki.SAKey,
-				"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-				"--service-cluster-ip-range=10.96.0.0/16",
-				"--allow-privileged=true",
-				"--profiling=false",
-			}, extra...)
-		},
-		ready: func(ctx context.Context, p []int) error {
-			if err := s.connect(p[0]); err != nil {
-				return err
-			}
-			return probeAPIServer(ctx, s.client)
-		},
-	}); err != nil {
+	if err := s.startAPIServer(ctx, "kube-apiserver", defaultServiceCIDR); err != nil {
 		return err
 	}
 	if err := createStorageClass(ctx, s.client); err != nil {
@@ -289,6 +260,47 @@ func (s *Sandbox) startControlPlane(ctx context.Context) error {
 	return g.Wait()
 }
 
+// defaultServiceCIDR is kubeadm's default, so a scratch API server on a restored kubeadm cluster
+// finds its "kubernetes" Service inside the range.
+const defaultServiceCIDR = "10.96.0.0/12"
+
+// startAPIServer starts kube-apiserver (bin: a name in the bin dir or an absolute path) on the
+// recorded etcd endpoints, and connects the sandbox's clients to it.
+func (s *Sandbox) startAPIServer(ctx context.Context, bin, serviceCIDR string) error {
+	_, err := s.launch(ctx, component{
+		name:   "kube-apiserver",
+		bin:    bin,
+		nports: 1,
+		args: func(p []int) []string {
+			args := []string{
+				"--etcd-servers=" + strings.Join(s.state.EtcdEndpoints, ","),
+				"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", p[0]),
+				"--tls-cert-file=" + s.pki.ServingCert, "--tls-private-key-file=" + s.pki.ServingKey,
+				"--cert-dir=" + filepath.Join(s.opts.Dir, "apiserver"),
+				"--token-auth-file=" + s.pki.TokenFile,
+				"--authorization-mode=RBAC",
+				"--service-account-key-file=" + s.pki.SAPub,
+				"--service-account-signing-key-file=" + s.pki.SAKey,
+				"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+				"--service-cluster-ip-range=" + serviceCIDR,
+				"--allow-privileged=true",
+				"--profiling=false",
+			}
+			if s.opts.EncryptionConfig != "" {
+				args = append(args, "--encryption-provider-config="+s.opts.EncryptionConfig)
+			}
+			return args
+		},
+		ready: func(ctx context.Context, p []int) error {
+			if err := s.connect(p[0]); err != nil {
+				return err
+			}
+			return probeAPIServer(ctx, s.client)
+		},
+	})
+	return err
+}
+
 // componentAuthArgs are the flags controller-manager and scheduler share: the admin kubeconfig,
 // and a health endpoint on a loopback port so readiness is probed rather than assumed.
 func (s *Sandbox) componentAuthArgs(port int) []string {
@@ -324,7 +336,10 @@ func (s *Sandbox) launch(ctx context.Context, c component) (*process, error) {
 		if err != nil {
 			return nil, &ComponentError{Component: c.name, Err: err}
 		}
-		p, err := startProcess(c.name, filepath.Join(s.binDir, bin), c.args(ports), c.env, logPath, ports, s.opts.Detach)
+		if !filepath.IsAbs(bin) {
+			bin = filepath.Join(s.binDir, bin)
+		}
+		p, err := startProcess(c.name, bin, c.args(ports), c.env, logPath, ports, s.opts.Detach)
 		if err != nil {
 			return nil, &ComponentError{Component: c.name, Err: err, Log: logPath}
 		}

@@ -330,3 +330,55 @@ func TestCancelledContextStopsEverything(t *testing.T) {
 	_ = sb.Stop() // waits for the stop the cancel began
 	assertGone(t, st)
 }
+
+func TestScratchAPIServerServesAnExistingEtcd(t *testing.T) {
+	t.Parallel()
+	sb := sandboxtest.Shared(t, sandbox.Options{Velero: true})
+	c := newClient(t, sb)
+	ns := createNamespace(t, c, "scratch")
+	if err := c.Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "seen"}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	api, err := sandbox.StartAPIServer(ctx, sandbox.APIServerOptions{Dir: t.TempDir(), BinDir: sb.BinDir(), EtcdEndpoints: sb.EtcdEndpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := api.State()
+	sc, err := client.New(api.RESTConfig(), client.Options{Scheme: sandbox.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm corev1.ConfigMap
+	if err := sc.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "seen"}, &cm); err != nil {
+		t.Fatalf("scratch API server does not serve what the etcd holds: %v", err)
+	}
+	if api.URL() == sb.State().APIServer {
+		t.Fatal("scratch API server is the sandbox's own")
+	}
+	if err := api.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, st)
+}
+
+func TestLookupBinary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kube-apiserver"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := sandbox.LookupBinary("", dir, "kube-apiserver"); err != nil || p != filepath.Join(dir, "kube-apiserver") {
+		t.Errorf("default name in bin dir: %q %v", p, err)
+	}
+	if _, err := sandbox.LookupBinary("no-such-apiserver", dir, "kube-apiserver"); err == nil || !strings.Contains(err.Error(), "make sandbox-bin") {
+		t.Errorf("missing binary: %v", err)
+	}
+	if p, err := sandbox.LookupBinary("sh", dir, "kube-apiserver"); err != nil || !strings.HasSuffix(p, "/sh") {
+		t.Errorf("PATH fallback: %q %v", p, err)
+	}
+	if _, err := sandbox.LookupBinary(filepath.Join(dir, "nope"), dir, "kube-apiserver"); err == nil {
+		t.Error("a missing explicit path was accepted")
+	}
+}

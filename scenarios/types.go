@@ -20,6 +20,10 @@ type Scenario struct {
 	// Path is the file the scenario was loaded from; relative paths inside it were resolved
 	// against its directory. Not part of the document.
 	Path string `json:"-" yaml:"-"`
+
+	// lines maps field paths (spec.checks[2].name) to their line in Path, so that validation can
+	// point into the file. Nil for a scenario built in code.
+	lines map[string]int
 }
 
 // Metadata names and labels a scenario, like a Kubernetes object's.

@@ -58,10 +58,18 @@ type Canary struct {
 // EtcdTarget is everything the etcd checks look at.
 type EtcdTarget struct {
 	Scenario string
+	// Snapshot is the file that was restored. etcdObjectsDecode reads the data from Snapshot.Path
+	// when set (the file must still be there), which costs far less than asking the restored etcd;
+	// it does not open a file the report says is damaged (hash mismatch, ReadError).
 	Snapshot SnapshotReport
 	// Restored is a client of the scratch etcd holding the restored snapshot. Nil when the restore
 	// did not happen.
 	Restored *clientv3.Client
+	// RestoredRevision is the revision the restore left in the scratch etcd: the snapshot's
+	// revision plus the bump; 0 when unknown. Checks read the restored etcd at this revision, so
+	// that what a scratch kube-apiserver writes later is not taken for restored data; when 0 they
+	// find it from the compaction the restore marked, or else take the snapshot's revision.
+	RestoredRevision int64
 	// Live is a client of the source etcd; nil when it is not reachable or not named (latestFrom).
 	Live *clientv3.Client
 	// APIServer reaches the scratch kube-apiserver serving the restored data; nil when none runs.

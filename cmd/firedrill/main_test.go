@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 )
 
 // firedrillBin is the binary the end-to-end tests drive: $FIREDRILL_BINARY (make sets it to the
@@ -31,7 +33,7 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
-		return m.Run()
+		return sandboxtest.Run(m)
 	}()
 	os.Exit(code)
 }

@@ -27,7 +27,8 @@ func newApp(in io.Reader, out, errw io.Writer, getenv func(string) string) *app 
 	return &app{in: in, out: out, err: errw, getenv: getenv}
 }
 
-var outputFormats = []string{"text", "json", "yaml"}
+// outputFormats for -o; "table" is text, the word history listings use.
+var outputFormats = []string{"text", "table", "json", "yaml"}
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -65,8 +66,15 @@ as evidence an auditor can trust.`,
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(
+		a.runCmd(),
+		a.planCmd(),
+		a.historyCmd(),
+		a.showCmd(),
+		a.snapshotCmd(),
+		a.restoreCmd(),
 		a.versionCmd(),
 		a.sandboxCmd(),
+		a.scenarioCmd(),
 	)
 	// The exit codes close every help page: they are part of the interface.
 	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp + "\n")

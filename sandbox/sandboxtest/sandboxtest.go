@@ -86,7 +86,10 @@ func Shared(t testing.TB, opts sandbox.Options) *sandbox.Sandbox {
 
 // Main runs the package's tests and then stops the shared sandboxes. Their directories, with every
 // component's log, are kept when a test failed.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has more to do after the tests: it returns the exit code.
+func Run(m *testing.M) int {
 	shared.Lock()
 	shared.installed = true
 	shared.byKey = map[string]*entry{}
@@ -110,7 +113,7 @@ func Main(m *testing.M) {
 			os.RemoveAll(e.sb.Dir())
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 func skipShort(t testing.TB) {

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/firedrill-dev/firedrill/drill"
+)
+
+type planOutput struct {
+	drill.Plan
+	Preflight string `json:"preflight"` // "ok", "skipped" or why it failed
+}
+
+func (a *app) planCmd() *cobra.Command {
+	var (
+		f       drillFlags
+		offline bool
+	)
+	cmd := &cobra.Command{
+		Use:   "plan SCENARIO",
+		Short: "Show what a drill would back up, restore where, isolate how and check how — changing nothing",
+		Long: `Describes the drill of SCENARIO without running it, and runs its preflight: the read-only
+checks that the sources answer and the tools exist. Nothing is written anywhere; the plan lists
+what a run would write outside its scratch target (such as the canary key).`,
+		Example: `  firedrill plan scenarios/examples/etcd-take.yaml
+  firedrill plan control-plane-etcd --scenarios /etc/firedrill/scenarios -o json
+  firedrill plan drill.yaml --offline    # no connections at all`,
+		Args: exactArgs(1, "one SCENARIO"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			scs, err := a.loadScenarios(args, f.scenariosDir)
+			if err != nil {
+				return err
+			}
+			if len(scs) != 1 {
+				return usagef("", "plan takes one scenario; %s holds %d", args[0], len(scs))
+			}
+			sc := scs[0]
+			d, err := a.newDriver(sc, f)
+			if err != nil {
+				return usagef("", "%v", err)
+			}
+			out := planOutput{Plan: d.Plan(), Preflight: "skipped (--offline)"}
+			var preErr error
+			if !offline {
+				out.Preflight, preErr = "ok", preflightOnly(cmd.Context(), d, sc.Metadata.Name)
+				if preErr != nil {
+					out.Preflight = preErr.Error()
+				}
+			}
+			if err := a.print(out, func(p printer) { printPlan(p, sc.Path, out) }); err != nil {
+				return err
+			}
+			if preErr != nil {
+				return &codedError{code: exitError}
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&offline, "offline", false, "skip the preflight: make no connections at all")
+	return cmd
+}
+
+// preflightOnly runs a driver's read-only preflight and releases what it opened.
+func preflightOnly(ctx context.Context, d drill.Driver, name string) error {
+	dir, err := os.MkdirTemp("", "firedrill-plan-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rc := &drill.RunContext{ID: "plan", Progress: drill.NopProgress{}, WorkDir: dir}
+	err = d.Preflight(ctx, rc)
+	_ = d.Cleanup(context.WithoutCancel(ctx), rc, false)
+	return err
+}
+
+func printPlan(p printer, path string, o planOutput) {
+	p("Plan for drill %s (%s)\n", o.Scenario, path)
+	section := func(title string, lines []string) {
+		if len(lines) == 0 {
+			return
+		}
+		p("\n%s:\n", title)
+		for _, l := range lines {
+			p("  - %s\n", l)
+		}
+	}
+	section("Backup", o.Backup)
+	section("Restore", o.Restore)
+	section("Isolation", o.Isolation)
+	if len(o.Checks) > 0 {
+		p("\nChecks:\n")
+		for i, c := range o.Checks {
+			p("  %d. %s (%s): %s\n", i+1, c.Name, c.Type, c.Description)
+		}
+	}
+	section("Objectives", o.Objectives)
+	section("Cleanup", o.Cleanup)
+	writes := o.Writes
+	if len(writes) == 0 {
+		writes = []string{"nothing outside the scratch target"}
+	}
+	section("Writes outside the scratch target", writes)
+	p("\nPreflight: %s\n", strings.ReplaceAll(o.Preflight, "\n", "\n  "))
+	if o.Preflight == "ok" {
+		p("\nRun it with: firedrill run %s\n", shellArg(path))
+	}
+}

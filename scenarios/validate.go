@@ -1,0 +1,394 @@
+package scenarios
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// maxBumpRevision leaves room above the bump for the restored revision itself: etcd revisions
+// are signed 64-bit numbers.
+const maxBumpRevision = uint64(1) << 62
+
+// Validate reports every problem of the scenario at once, each as a *Problem naming its field
+// path and, for a loaded scenario, its file and line (see Problems). Fields left at their zero
+// value count as their default, so a scenario built in code may be validated before or after
+// SetDefaults. Files the scenario reads (TLS, S3 credentials, encryption config) must exist.
+func (s *Scenario) Validate() error {
+	p := &problems{file: s.Path, lines: s.lines}
+	s.validateHeader(p)
+	s.Metadata.validate(p)
+	s.Spec.validate(p, s.Metadata.Name)
+	s.checkPaths(p)
+	// In file order, as a compiler lists errors; problems without a line (in code) keep theirs.
+	slices.SortStableFunc(p.list, func(a, b *Problem) int { return a.Line - b.Line })
+	return p.err()
+}
+
+func (s *Scenario) validateHeader(p *problems) {
+	switch s.APIVersion {
+	case APIVersion:
+	case "":
+		p.add("apiVersion", "is missing: a scenario starts with apiVersion: %s and kind: %s", APIVersion, Kind)
+	default:
+		p.add("apiVersion", "%q is not supported by this firedrill: use %s", s.APIVersion, APIVersion)
+	}
+	switch s.Kind {
+	case Kind:
+	case "":
+		p.add("kind", "is missing: write kind: %s", Kind)
+	default:
+		p.add("kind", "%q is not a kind firedrill knows: use %s", s.Kind, Kind)
+	}
+}
+
+var (
+	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	labelName        = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+)
+
+func (m *Metadata) validate(p *problems) {
+	switch {
+	case m.Name == "":
+		p.add("metadata.name", "is missing: name the scenario, e.g. shop-etcd")
+	case len(m.Name) > 63 || !dns1123Label.MatchString(m.Name):
+		p.add("metadata.name", "%q is not a valid name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit", m.Name)
+	}
+	for _, k := range sortedKeys(m.Labels) {
+		field := keyField("metadata.labels", k)
+		if msg := qualifiedNameProblem(k); msg != "" {
+			p.add(field, "%s", msg)
+		}
+		if v := m.Labels[k]; v != "" && (len(v) > 63 || !labelName.MatchString(v)) {
+			p.add(field, "value %q is not a valid label value: use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit", v)
+		}
+	}
+	for _, k := range sortedKeys(m.Annotations) {
+		if msg := qualifiedNameProblem(k); msg != "" {
+			p.add(keyField("metadata.annotations", k), "%s", msg)
+		}
+	}
+}
+
+// qualifiedNameProblem checks a label or annotation key as Kubernetes does: an optional DNS
+// subdomain prefix and "/", then a name of at most 63 characters.
+func qualifiedNameProblem(key string) string {
+	prefix, name, hasPrefix := strings.Cut(key, "/")
+	if !hasPrefix {
+		prefix, name = "", key
+	}
+	switch {
+	case hasPrefix && (prefix == "" || len(prefix) > 253 || !dns1123Subdomain.MatchString(prefix)):
+		return fmt.Sprintf("key %q: the prefix before '/' must be a lowercase DNS subdomain such as example.com", key)
+	case name == "" || len(name) > 63 || !labelName.MatchString(name):
+		return fmt.Sprintf("key %q is not a valid key: use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit, optionally after a prefix such as example.com/", key)
+	}
+	return ""
+}
+
+func (sp *Spec) validate(p *problems, name string) {
+	if sp.Schedule != "" {
+		validateSchedule(p, sp.Schedule)
+	}
+	switch sp.TimeZone {
+	case "":
+	case "Local":
+		p.add("spec.timeZone", `"Local" depends on the machine that runs the drill: use an IANA name such as Europe/Berlin, or UTC`)
+	default:
+		if _, err := time.LoadLocation(sp.TimeZone); err != nil {
+			p.add("spec.timeZone", "unknown time zone %q: use an IANA name such as Europe/Berlin, or UTC", sp.TimeZone)
+		}
+	}
+	if sp.Timeout.Duration < 0 {
+		p.add("spec.timeout", "must be more than 0, got %s (leave it out for the default %s)", short(sp.Timeout), short(Duration{DefaultTimeout}))
+	}
+	notNegative(p, "spec.objectives.rto", sp.Objectives.RTO)
+	notNegative(p, "spec.objectives.rpo", sp.Objectives.RPO)
+
+	backup := sp.Backup.kinds()
+	switch len(backup) {
+	case 0:
+		p.add("spec.backup", "say which backup to drill: set one of %s", strings.Join(backupKinds(), ", "))
+	case 1:
+	default:
+		p.add("spec.backup", "sets %s: set exactly one kind of backup", strings.Join(backup, " and "))
+	}
+	restore := sp.Restore.targets()
+	switch len(restore) {
+	case 0:
+		p.add("spec.restore", "say where to restore: set one of %s", strings.Join(restoreTargets(), ", "))
+	case 1:
+	default:
+		p.add("spec.restore", "sets %s: set exactly one restore target", strings.Join(restore, " and "))
+	}
+	if len(backup) == 1 && len(restore) == 1 {
+		if want := restoreFor(backup[0]); want != restore[0] {
+			p.add("spec.restore", "a %s backup is restored into %s, not %s", backup[0], want, restore[0])
+		}
+	}
+	if e := sp.Backup.Etcd; e != nil {
+		e.validate(p, "spec.backup.etcd")
+	}
+	if r := sp.Restore.ScratchEtcd; r != nil {
+		r.validate(p, "spec.restore.scratchEtcd")
+	}
+	sp.validateChecks(p, name)
+
+	switch sp.Cleanup.Policy {
+	case "", CleanupAlways, CleanupOnSuccess, CleanupNever:
+	default:
+		p.add("spec.cleanup.policy", "%q is not a policy: use %s, %s or %s", sp.Cleanup.Policy, CleanupAlways, CleanupOnSuccess, CleanupNever)
+	}
+	if sp.Cleanup.KeepFor.Duration < 0 {
+		p.add("spec.cleanup.keepFor", "must be more than 0, got %s", short(sp.Cleanup.KeepFor))
+	}
+}
+
+func validateSchedule(p *problems, schedule string) {
+	if strings.HasPrefix(schedule, "TZ=") || strings.HasPrefix(schedule, "CRON_TZ=") {
+		p.add("spec.schedule", "%q: set the time zone in spec.timeZone, not in the schedule", schedule)
+		return
+	}
+	if _, err := cron.ParseStandard(schedule); err != nil {
+		p.add("spec.schedule", "%q is not a schedule (%v): use 5 cron fields (minute hour day-of-month month day-of-week) or a descriptor such as @daily or @every 6h", schedule, err)
+	}
+}
+
+// short writes a duration as people write it in a scenario: 5m rather than Go's 5m0s.
+func short(d Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func notNegative(p *problems, field string, d Duration) {
+	if d.Duration < 0 {
+		p.add(field, "must not be negative, got %s", short(d))
+	}
+}
+
+// The kinds of backup and restore target, and which restores which. Velero backups, restored
+// into a scratch namespace or a second cluster, join these lists.
+func backupKinds() []string    { return []string{"etcd"} }
+func restoreTargets() []string { return []string{"scratchEtcd"} }
+
+func restoreFor(backup string) string {
+	switch backup {
+	case "etcd":
+		return "scratchEtcd"
+	}
+	return ""
+}
+
+func (b *Backup) kinds() []string {
+	var out []string
+	if b.Etcd != nil {
+		out = append(out, "etcd")
+	}
+	return out
+}
+
+func (r *Restore) targets() []string {
+	var out []string
+	if r.ScratchEtcd != nil {
+		out = append(out, "scratchEtcd")
+	}
+	return out
+}
+
+func (e *EtcdBackup) validate(p *problems, field string) {
+	switch {
+	case e.Take == nil && e.LatestFrom == nil:
+		p.add(field, "set take (snapshot the live etcd now) or latestFrom (the newest snapshot you already have)")
+	case e.Take != nil && e.LatestFrom != nil:
+		p.add(field, "set take or latestFrom, not both")
+	}
+	if t := e.Take; t != nil {
+		f := field + ".take"
+		if len(t.Endpoints) == 0 {
+			p.add(f+".endpoints", "list at least one etcd client URL, e.g. https://10.0.0.10:2379")
+		}
+		for i, ep := range t.Endpoints {
+			validateURL(p, fmt.Sprintf("%s.endpoints[%d]", f, i), ep, "https://10.0.0.10:2379")
+		}
+		if tls := t.TLS; tls != nil {
+			switch {
+			case tls.CAFile == "" && tls.CertFile == "" && tls.KeyFile == "":
+				p.add(f+".tls", "is empty: set caFile, certFile and keyFile, or remove it")
+			case (tls.CertFile == "") != (tls.KeyFile == ""):
+				p.add(f+".tls", "certFile and keyFile go together: set both or neither")
+			}
+		}
+		if t.DialTimeout.Duration < 0 {
+			p.add(f+".dialTimeout", "must be more than 0, got %s", short(t.DialTimeout))
+		}
+	}
+	if l := e.LatestFrom; l != nil {
+		f := field + ".latestFrom"
+		switch {
+		case l.Dir == "" && l.S3 == nil:
+			p.add(f, "set dir (a directory of snapshots) or s3 (a bucket and prefix)")
+		case l.Dir != "" && l.S3 != nil:
+			p.add(f, "set dir or s3, not both")
+		}
+		if _, err := path.Match(l.Pattern, ""); err != nil {
+			p.add(f+".pattern", "%q is not a valid glob: use e.g. *.db or etcd-*.db", l.Pattern)
+		}
+		if s3 := l.S3; s3 != nil {
+			sf := f + ".s3"
+			switch {
+			case s3.Bucket == "":
+				p.add(sf+".bucket", "is missing: name the bucket the snapshots are in")
+			case strings.Contains(s3.Bucket, "/"):
+				p.add(sf+".bucket", "%q: a bucket name has no '/': put the part after it in prefix", s3.Bucket)
+			}
+			if s3.Endpoint != "" {
+				validateURL(p, sf+".endpoint", s3.Endpoint, "http://minio.example:9000")
+			}
+		}
+	}
+}
+
+// validateURL accepts http and https URLs of a server: scheme and host, nothing after.
+func validateURL(p *problems, field, s, example string) {
+	u, err := url.Parse(s)
+	switch {
+	case s == "":
+		p.add(field, "is empty: write a URL such as %s", example)
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		p.add(field, "%q is not an http or https URL: write it as e.g. %s", s, example)
+	case u.User != nil:
+		// Redacted: a password must not end up in output (DESIGN.md, safety rule 4).
+		p.add(field, "%q holds credentials: remove them from the URL", u.Redacted())
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		p.add(field, "%q: write the server only, scheme://host:port", s)
+	}
+}
+
+func (r *ScratchEtcd) validate(p *problems, field string) {
+	if r.BumpRevision != nil && *r.BumpRevision > maxBumpRevision {
+		p.add(field+".bumpRevision", "%d is too large: use at most %d, leaving room for the restored revision", *r.BumpRevision, maxBumpRevision)
+	}
+}
+
+func (sp *Spec) validateChecks(p *problems, scenarioName string) {
+	if len(sp.Checks) == 0 {
+		p.add("spec.checks", "list at least one check: a drill without checks proves nothing")
+	}
+	take := sp.Backup.Etcd != nil && sp.Backup.Etcd.Take != nil
+	etcd := sp.Backup.Etcd != nil
+	apiServer := sp.Restore.ScratchEtcd != nil && sp.Restore.ScratchEtcd.APIServer != nil
+	names := map[string]string{}
+	for i := range sp.Checks {
+		c := &sp.Checks[i]
+		field := fmt.Sprintf("spec.checks[%d]", i)
+		types := c.types()
+		switch len(types) {
+		case 0:
+			p.add(field, "set one check type: %s", strings.Join(CheckTypes(), ", "))
+			continue
+		case 1:
+		default:
+			p.add(field, "sets %s: a check has one type; make them separate checks", strings.Join(types, " and "))
+			continue
+		}
+		typ := types[0]
+		name := c.Name
+		if name == "" {
+			name = typ
+		}
+		if first, dup := names[name]; dup {
+			p.add(field+".name", "%q is also the name of %s: give every check its own name", name, first)
+		} else {
+			names[name] = field
+		}
+		tf := field + "." + typ
+
+		// Each check needs what it inspects; say so here rather than fail mid-drill.
+		switch typ {
+		case CheckEtcdIntegrity, CheckEtcdObjectsDecode, CheckEtcdKeys:
+			if !etcd && len(sp.Backup.kinds()) > 0 {
+				p.add(tf, "needs an etcd backup (spec.backup.etcd)")
+			}
+		case CheckEtcdMatchesLive:
+			if etcd && !take {
+				p.add(tf, "needs spec.backup.etcd.take: it compares with the live etcd, whose endpoints only take names")
+			}
+		case CheckCanary:
+			if etcd && !take {
+				p.add(tf, "needs spec.backup.etcd.take: the canary is written to the live etcd just before the snapshot is taken")
+			}
+		case CheckObjectsServed:
+			if !apiServer {
+				p.add(tf, "needs spec.restore.scratchEtcd.apiServer: the objects are served by a scratch kube-apiserver")
+			}
+		}
+
+		switch {
+		case c.EtcdKeys != nil:
+			validateEtcdKeys(p, tf, c.EtcdKeys)
+		case c.EtcdMatchesLive != nil:
+			m := c.EtcdMatchesLive
+			if len(m.Prefixes) == 0 {
+				p.add(tf+".prefixes", "list at least one key prefix, e.g. /registry/configmaps/")
+			}
+			for j, pre := range m.Prefixes {
+				if pre == "" {
+					p.add(fmt.Sprintf("%s.prefixes[%d]", tf, j), "is empty: write a key prefix such as /registry/configmaps/")
+				}
+			}
+			if d := m.MaxDrift; d != nil && !(*d >= 0 && *d <= 1) {
+				p.add(tf+".maxDrift", "must be between 0 and 1 (a share of keys: 0.05 is 5%%), got %v", *d)
+			}
+		case c.ObjectsServed != nil:
+			for j, ns := range c.ObjectsServed.Namespaces {
+				if len(ns) > 63 || !dns1123Label.MatchString(ns) {
+					p.add(fmt.Sprintf("%s.namespaces[%d]", tf, j), "%q is not a namespace name", ns)
+				}
+			}
+		case c.Canary != nil:
+			if c.Canary.Key == "" && scenarioName == "" {
+				p.add(tf+".key", "is empty and the scenario has no name to derive it from: set metadata.name")
+			}
+		}
+	}
+}
+
+func validateEtcdKeys(p *problems, field string, k *EtcdKeysCheck) {
+	if k.Prefix == "" {
+		p.add(field+".prefix", "is missing: name the keys to count, e.g. /registry/deployments/")
+	}
+	if k.Min == nil && k.Max == nil && k.Equals == nil {
+		p.add(field, "set min, max or equals: how many keys are expected")
+	}
+	for _, b := range []struct {
+		name string
+		v    *int
+	}{{"min", k.Min}, {"max", k.Max}, {"equals", k.Equals}} {
+		if b.v != nil && *b.v < 0 {
+			p.add(field+"."+b.name, "must not be negative, got %d", *b.v)
+		}
+	}
+	if k.Equals != nil && (k.Min != nil || k.Max != nil) {
+		p.add(field+".equals", "goes without min and max: use equals alone, or min and max")
+	}
+	if k.Min != nil && k.Max != nil && *k.Min > *k.Max {
+		p.add(field, "min %d is more than max %d: no key count can pass", *k.Min, *k.Max)
+	}
+}
+
+// sortedKeys makes problems come out in the same order every time.
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package verify
+
+const snapshotMmapFlags = 0

@@ -36,9 +36,11 @@ test-unit:
 demo: sandbox-bin build
 	./hack/demo.sh
 
-## bench: benchmarks (ratios matter, not absolute times: these machines are shared)
+## bench: Go benchmarks, then firedrill side by side with etcdctl/etcdutl on a 1 GiB etcd (ratios matter, not absolute times)
+BENCH_SIZE ?= 1073741824
 bench: sandbox-bin build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
+	$(GO) run ./hack/bench -size $(BENCH_SIZE) -bin $(BIN)
 
 ## lint: gofmt and go vet
 lint:

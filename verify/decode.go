@@ -20,8 +20,9 @@ const (
 	topResources = 20 // entries of perResource
 )
 
-// ObjectsDecodeCheck decodes every value under a prefix of the restored etcd with Kubernetes'
-// codecs: proof that what came back is Kubernetes data and not damaged bytes.
+// ObjectsDecodeCheck decodes every value under a prefix of the restored data with Kubernetes'
+// codecs, read from the snapshot file or else from the restored etcd: proof that what came back is
+// Kubernetes data and not damaged bytes.
 type ObjectsDecodeCheck struct {
 	checkName
 	prefix         string

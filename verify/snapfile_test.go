@@ -160,6 +160,15 @@ func TestObjectsDecodeSnapshotFile(t *testing.T) {
 		assertSameOutcome(t, c.Run(ctx, etcdTarget), c.Run(ctx, &ft), r.Status.Revision)
 	})
 
+	t.Run("interrupted", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(ctx)
+		cancel()
+		o := NewObjectsDecodeCheck("", scenarios.EtcdObjectsDecodeCheck{}).Run(ctx, file)
+		if o.Status != StatusError || !strings.Contains(o.Message, "context canceled") || strings.Contains(o.Message, "bbolt") {
+			t.Errorf("want error for the interruption, got %s: %s", o.Status, o.Message)
+		}
+	})
+
 	t.Run("replaced file", func(t *testing.T) {
 		ft := *file
 		ft.Snapshot.Revision--

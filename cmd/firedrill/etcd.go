@@ -116,21 +116,20 @@ func (a *app) restoreCmd() *cobra.Command {
 }
 
 type restoreResult struct {
-	Snapshot  string `json:"snapshot"`
-	SHA256    string `json:"sha256"`
-	DataDir   string `json:"dataDir"`
-	Name      string `json:"name"`
-	Revision  int64  `json:"revision"`
-	TotalKeys int    `json:"totalKeys"`
-	Bumped    uint64 `json:"bumpRevision"`
+	Snapshot string `json:"snapshot"`
+	SHA256   string `json:"sha256"`
+	DataDir  string `json:"dataDir"`
+	Name     string `json:"name"`
+	Bumped   uint64 `json:"bumpRevision"`
 }
 
 func (a *app) restoreEtcdCmd() *cobra.Command {
 	var (
-		dataDir, name string
-		bump          uint64
-		markCompacted bool
-		skipHashCheck bool
+		dataDir, name                       string
+		peerURLs, initialCluster, clusterTk string
+		bump                                uint64
+		markCompacted                       bool
+		skipHashCheck                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "etcd FILE --data-dir DIR",
@@ -138,8 +137,11 @@ func (a *app) restoreEtcdCmd() *cobra.Command {
 		Long: `Checks FILE's integrity (etcd's appended SHA-256, and that etcd can read it), then restores it
 into DIR, which must not exist or be empty — an existing data directory is never touched. It
 then prints the remaining steps of etcd's disaster-recovery procedure. Nothing is started.`,
-		Example: `  firedrill restore etcd /var/backups/etcd/2026-11-27.db --data-dir /var/lib/etcd-restored \
-    --name master-1 --bump-revision 1000000000 --mark-compacted`,
+		Example: `  # member master-1 of a three-member cluster
+  firedrill restore etcd /var/backups/etcd/2026-11-27.db --data-dir /var/lib/etcd-restored \
+    --name master-1 --initial-advertise-peer-urls https://10.0.0.10:2380 \
+    --initial-cluster master-1=https://10.0.0.10:2380,master-2=https://10.0.0.11:2380,master-3=https://10.0.0.12:2380 \
+    --bump-revision 1000000000 --mark-compacted`,
 		Args: exactArgs(1, "one snapshot FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := args[0]
@@ -149,7 +151,7 @@ then prints the remaining steps of etcd's disaster-recovery procedure. Nothing i
 			if bump > 0 && !markCompacted || bump == 0 && markCompacted {
 				return usagef("", "--bump-revision and --mark-compacted go together (as in etcdutl): they keep clients' watches from silently missing changes")
 			}
-			rep, err := etcd.Inspect(file)
+			rep, err := etcd.Verify(cmd.Context(), file)
 			if err != nil {
 				return err
 			}
@@ -162,21 +164,23 @@ then prints the remaining steps of etcd's disaster-recovery procedure. Nothing i
 				return &codedError{code: exitFailed, err: fmt.Errorf("%s has no integrity hash (a raw copy of member/snap/db?): pass --skip-hash-check to restore it unverified", file)}
 			}
 			if err := etcd.Restore(cmd.Context(), etcd.RestoreOptions{SnapshotPath: file, DataDir: dataDir, Name: name,
-				BumpRevision: bump, MarkCompacted: markCompacted, SkipHashCheck: skipHashCheck}); err != nil {
+				PeerURLs: splitList(peerURLs), InitialCluster: initialCluster, InitialClusterToken: clusterTk,
+				BumpRevision: bump, MarkCompacted: markCompacted, SkipHashCheck: skipHashCheck, Inspected: true}); err != nil {
 				if errors.Is(err, etcd.ErrCorrupt) {
 					return &codedError{code: exitFailed, err: err}
 				}
 				return err
 			}
 			abs, _ := filepath.Abs(dataDir)
-			res := restoreResult{Snapshot: file, SHA256: rep.SHA256, DataDir: abs, Name: name, Revision: rep.Revision, TotalKeys: rep.TotalKeys, Bumped: bump}
+			res := restoreResult{Snapshot: file, SHA256: rep.SHA256, DataDir: abs, Name: name, Bumped: bump}
 			return a.print(res, func(p printer) {
-				p("Restored %s (revision %d, %d keys, sha256 %s) into %s.\n\n", file, rep.Revision, rep.TotalKeys, rep.SHA256, abs)
+				p("Restored %s (sha256 %s, integrity verified) into %s.\n\n", file, rep.SHA256, abs)
 				p(`Next steps of etcd's recovery procedure:
   1. Stop every kube-apiserver, then every etcd member of the cluster.
-  2. Restore the same snapshot once per member, each with its own --name (this one: %s).
+  2. Restore the same snapshot once per member, each with its own --name and
+     --initial-advertise-peer-urls and the same --initial-cluster (this one: %s).
   3. On each member, move its restored directory to the etcd data dir (keep the old one aside).
-  4. Start etcd on each member with the same --name and --initial-cluster as before.
+  4. Start etcd on each member with the same --name, peer URLs and --initial-cluster.
   5. Check it: etcdctl endpoint health --cluster && etcdctl endpoint status --cluster -w table
   6. Start the kube-apiservers, then restart kube-controller-manager, kube-scheduler and the
      kubelets so that no component keeps a cache newer than the restored data.
@@ -190,6 +194,9 @@ then prints the remaining steps of etcd's disaster-recovery procedure. Nothing i
 	fl := cmd.Flags()
 	fl.StringVar(&dataDir, "data-dir", "", "new data directory to create (required; must not exist or be empty)")
 	fl.StringVar(&name, "name", "default", "member name the restored data dir is for")
+	fl.StringVar(&peerURLs, "initial-advertise-peer-urls", "", "this member's peer URLs, comma-separated (default http://localhost:2380, as etcdutl)")
+	fl.StringVar(&initialCluster, "initial-cluster", "", "every member as name=peerURL, comma-separated (default NAME=http://localhost:2380)")
+	fl.StringVar(&clusterTk, "initial-cluster-token", "", "cluster token (default etcd-cluster, as etcdutl)")
 	fl.Uint64Var(&bump, "bump-revision", 0, "add this to the restored revision (with --mark-compacted), e.g. 1000000000")
 	fl.BoolVar(&markCompacted, "mark-compacted", false, "mark the revisions before the bump compacted, so watchers re-list")
 	fl.BoolVar(&skipHashCheck, "skip-hash-check", false, "restore a raw db copy that has no integrity hash")

@@ -61,8 +61,9 @@ func BenchmarkTake(b *testing.B) {
 }
 
 // BenchmarkRestore restores that snapshot into a fresh data directory with a revision bump, as
-// `etcdutl snapshot restore --bump-revision --mark-compacted` does: "verify" checks the hash first
-// (like etcdutl), "inspected" is the drill's case, where Inspect has just checked it.
+// `etcdutl snapshot restore --bump-revision --mark-compacted` does: "verify" inspects the file
+// first (hash, structure, every key decoded), "inspected" is the drill's case, where Inspect has
+// just done that.
 func BenchmarkRestore(b *testing.B) {
 	endpoints := benchEtcd(b)
 	dir := b.TempDir()
@@ -94,8 +95,8 @@ func BenchmarkRestore(b *testing.B) {
 	}
 }
 
-// BenchmarkInspect hashes the snapshot and has etcdutl's status read every key, as the
-// etcdIntegrity check does.
+// BenchmarkInspect hashes the snapshot, checks its structure and has etcdutl's status read every
+// key, as the etcdIntegrity check does.
 func BenchmarkInspect(b *testing.B) {
 	endpoints := benchEtcd(b)
 	path := filepath.Join(b.TempDir(), "bench.db")

@@ -19,7 +19,8 @@ import (
 // firedrill serve included. A file whose appended hash matched is the database etcd wrote, byte
 // for byte, and needs no such walk; a raw copy without the hash does, before bbolt opens it.
 //
-// Memory: one bit per page, plus the pages on the current path from the root.
+// Memory: one bit per page, plus the pages on the current path from the root (large values are
+// never read: only their bounds matter).
 func checkBolt(ctx context.Context, r io.ReaderAt, l layout) error {
 	c := &boltChecker{ctx: ctx, r: r, pageSize: l.pageSize, hwm: l.meta.pgid, seen: make([]uint64, l.meta.pgid/64+1)}
 	if f := l.meta.freelist; f != boltNoFreelist {
@@ -50,22 +51,58 @@ type boltChecker struct {
 	seen     []uint64 // bit per page: reached already
 }
 
-// page reads page id with its overflow pages and checks its header.
-func (c *boltChecker) page(id uint64) ([]byte, error) {
+// pageView gives bounds-checked access to one page and its overflow pages. Small pages are read
+// whole; a page spanning many overflow pages (a large value) is read piecemeal, because checking
+// it needs only its element table and keys, not the value bytes.
+type pageView struct {
+	r    io.ReaderAt
+	base int64  // file offset of the page; unused when buf holds it all
+	span uint64 // bytes of the page with its overflow pages
+	buf  []byte // the whole page, or its first bytes
+}
+
+const wholePageLimit = 64 << 10
+
+// bytes returns n bytes at offset off of the page, or an error when they fall outside it.
+func (v *pageView) bytes(off, n uint64) ([]byte, error) {
+	if off+n > v.span || off+n < off {
+		return nil, fmt.Errorf("bytes %d..%d outside its %d-byte page", off, off+n, v.span)
+	}
+	if off+n <= uint64(len(v.buf)) {
+		return v.buf[off : off+n], nil
+	}
+	b := make([]byte, n)
+	if _, err := v.r.ReadAt(b, v.base+int64(off)); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (v *pageView) u16(off uint64) (uint16, error) {
+	b, err := v.bytes(off, 2)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint16(b), nil
+}
+
+// page reads page id and checks its header and that no other reference reached it before.
+func (c *boltChecker) page(id uint64) (*pageView, error) {
 	if id < 2 || id >= c.hwm {
 		return nil, fmt.Errorf("page %d: out of bounds (high-water mark %d)", id, c.hwm)
 	}
 	if c.pages++; c.pages%1024 == 0 && c.ctx.Err() != nil {
 		return nil, c.ctx.Err()
 	}
-	hdr := make([]byte, boltPageHeader)
-	if _, err := c.r.ReadAt(hdr, int64(id)*c.pageSize); err != nil {
+	base := int64(id) * c.pageSize
+	first := make([]byte, c.pageSize)
+	if _, err := c.r.ReadAt(first, base); err != nil {
 		return nil, fmt.Errorf("page %d: %w", id, err)
 	}
-	if got := binary.LittleEndian.Uint64(hdr); got != id {
+	if got := binary.LittleEndian.Uint64(first); got != id {
 		return nil, fmt.Errorf("page %d: identifies itself as page %d", id, got)
 	}
-	overflow := uint64(binary.LittleEndian.Uint32(hdr[12:]))
+	overflow := uint64(binary.LittleEndian.Uint32(first[12:]))
 	if id+overflow >= c.hwm {
 		return nil, fmt.Errorf("page %d: %d overflow pages run past the high-water mark %d", id, overflow, c.hwm)
 	}
@@ -75,26 +112,34 @@ func (c *boltChecker) page(id uint64) ([]byte, error) {
 		}
 		c.seen[p/64] |= 1 << (p % 64)
 	}
-	buf := make([]byte, int64(overflow+1)*c.pageSize)
-	if _, err := c.r.ReadAt(buf, int64(id)*c.pageSize); err != nil {
-		return nil, fmt.Errorf("page %d: %w", id, err)
+	v := &pageView{r: c.r, base: base, span: (overflow + 1) * uint64(c.pageSize), buf: first}
+	if overflow > 0 && v.span <= wholePageLimit {
+		v.buf = make([]byte, v.span)
+		if _, err := c.r.ReadAt(v.buf, base); err != nil {
+			return nil, fmt.Errorf("page %d: %w", id, err)
+		}
 	}
-	return buf, nil
+	return v, nil
 }
 
 func (c *boltChecker) checkFreelist(id uint64) error {
-	p, err := c.page(id)
+	v, err := c.page(id)
 	if err != nil {
 		return fmt.Errorf("freelist: %w", err)
 	}
-	if flags := binary.LittleEndian.Uint16(p[8:]); flags != boltFreelistPage {
+	if flags, _ := v.u16(8); flags != boltFreelistPage {
 		return fmt.Errorf("freelist page %d: type %#x", id, flags)
 	}
-	n, start := uint64(binary.LittleEndian.Uint16(p[10:])), uint64(boltPageHeader)
+	count, _ := v.u16(10)
+	n, start := uint64(count), uint64(boltPageHeader)
 	if n == 0xFFFF { // the real count is the first element
-		n, start = binary.LittleEndian.Uint64(p[boltPageHeader:]), boltPageHeader+8
+		b, err := v.bytes(boltPageHeader, 8)
+		if err != nil {
+			return fmt.Errorf("freelist page %d: %w", id, err)
+		}
+		n, start = binary.LittleEndian.Uint64(b), boltPageHeader+8
 	}
-	if n > uint64(len(p))/8 || start+8*n > uint64(len(p)) {
+	if n > v.span/8 || start+8*n > v.span {
 		return fmt.Errorf("freelist page %d: %d ids do not fit", id, n)
 	}
 	return nil
@@ -115,33 +160,51 @@ func (c *boltChecker) node(id uint64, min, max []byte, depth int) ([]byte, error
 	if depth > boltMaxDepth {
 		return nil, fmt.Errorf("page %d: tree deeper than %d levels", id, boltMaxDepth)
 	}
-	p, err := c.page(id)
+	v, err := c.page(id)
 	if err != nil {
 		return nil, err
 	}
-	switch flags := binary.LittleEndian.Uint16(p[8:]); flags {
+	switch flags, _ := v.u16(8); flags {
 	case boltBranchPage:
-		return c.branch(id, p, min, max, depth)
+		return c.branch(id, v, min, max, depth)
 	case boltLeafPage:
-		return c.leaf(id, p, min, max, depth)
+		return c.leaf(id, v, min, max, depth)
 	default:
 		return nil, fmt.Errorf("page %d: type %#x where a branch or leaf page belongs", id, flags)
 	}
 }
 
-func (c *boltChecker) branch(id uint64, p []byte, min, max []byte, depth int) ([]byte, error) {
-	n := int(binary.LittleEndian.Uint16(p[10:]))
-	if boltPageHeader+n*boltElemSize > len(p) {
-		return nil, fmt.Errorf("page %d: %d elements do not fit", id, n)
+// elements returns the element table of a page: count entries of boltElemSize bytes.
+func elements(id uint64, v *pageView) ([]byte, int, error) {
+	n, err := v.u16(10)
+	if err != nil {
+		return nil, 0, fmt.Errorf("page %d: %w", id, err)
 	}
+	table, err := v.bytes(boltPageHeader, uint64(n)*boltElemSize)
+	if err != nil {
+		return nil, 0, fmt.Errorf("page %d: %d elements do not fit: %w", id, n, err)
+	}
+	return table, int(n), nil
+}
+
+// at returns the bytes an element describes with a position relative to the element itself (as
+// bbolt stores it) and a length.
+func at(v *pageView, elem int, pos, size uint32) ([]byte, error) {
+	return v.bytes(uint64(boltPageHeader+elem*boltElemSize)+uint64(pos), uint64(size))
+}
+
+func (c *boltChecker) branch(id uint64, v *pageView, min, max []byte, depth int) ([]byte, error) {
+	table, n, err := elements(id, v)
+	if err != nil {
+		return nil, err
+	}
+	le := binary.LittleEndian
 	keys := make([][]byte, n)
 	for i := range n {
-		e := p[boltPageHeader+i*boltElemSize:]
-		k, err := slice(p, boltPageHeader+i*boltElemSize, e[0:], e[4:])
-		if err != nil {
+		e := table[i*boltElemSize:]
+		if keys[i], err = at(v, i, le.Uint32(e[0:]), le.Uint32(e[4:])); err != nil {
 			return nil, fmt.Errorf("page %d: key %d: %w", id, i, err)
 		}
-		keys[i] = k
 	}
 	running, last := min, []byte(nil)
 	for i := range n {
@@ -152,8 +215,7 @@ func (c *boltChecker) branch(id uint64, p []byte, min, max []byte, depth int) ([
 		if i < n-1 {
 			upper = keys[i+1]
 		}
-		child := binary.LittleEndian.Uint64(p[boltPageHeader+i*boltElemSize+8:])
-		sub, err := c.node(child, keys[i], upper, depth+1)
+		sub, err := c.node(le.Uint64(table[i*boltElemSize+8:]), keys[i], upper, depth+1)
 		if err != nil {
 			return nil, err
 		}
@@ -162,44 +224,46 @@ func (c *boltChecker) branch(id uint64, p []byte, min, max []byte, depth int) ([
 	return last, nil
 }
 
-func (c *boltChecker) leaf(id uint64, p []byte, min, max []byte, depth int) ([]byte, error) {
-	n := int(binary.LittleEndian.Uint16(p[10:]))
-	if boltPageHeader+n*boltElemSize > len(p) {
-		return nil, fmt.Errorf("page %d: %d elements do not fit", id, n)
+func (c *boltChecker) leaf(id uint64, v *pageView, min, max []byte, depth int) ([]byte, error) {
+	table, n, err := elements(id, v)
+	if err != nil {
+		return nil, err
 	}
+	le := binary.LittleEndian
 	running := min
 	for i := range n {
-		off := boltPageHeader + i*boltElemSize
-		e := p[off:]
-		k, err := slice(p, off, e[4:], e[8:])
+		e := table[i*boltElemSize:]
+		flags, pos, ksize, vsize := le.Uint32(e), le.Uint32(e[4:]), le.Uint32(e[8:]), le.Uint32(e[12:])
+		k, err := at(v, i, pos, ksize)
 		if err != nil {
 			return nil, fmt.Errorf("page %d: key %d: %w", id, i, err)
 		}
-		// The value follows the key.
-		vpos := binary.LittleEndian.Uint32(e[4:]) + binary.LittleEndian.Uint32(e[8:])
-		var vposb [4]byte
-		binary.LittleEndian.PutUint32(vposb[:], vpos)
-		v, err := slice(p, off, vposb[:], e[12:])
-		if err != nil {
-			return nil, fmt.Errorf("page %d: value %d: %w", id, i, err)
+		// The value follows the key; only its bounds matter unless it holds a bucket.
+		vpos := uint64(boltPageHeader+i*boltElemSize) + uint64(pos) + uint64(ksize)
+		if vpos+uint64(vsize) > v.span {
+			return nil, fmt.Errorf("page %d: value %d: bytes %d..%d outside its %d-byte page", id, i, vpos, vpos+uint64(vsize), v.span)
 		}
 		if err := keyOrder(id, i, k, running, max); err != nil {
 			return nil, err
 		}
 		running = k
-		if binary.LittleEndian.Uint32(e)&boltBucketLeaf != 0 {
-			if len(v) < boltBucketHeader {
-				return nil, fmt.Errorf("page %d: bucket %q: header of %d bytes", id, k, len(v))
-			}
-			root := binary.LittleEndian.Uint64(v)
-			if root == 0 {
-				err = c.inline(v[boltBucketHeader:], depth)
-			} else {
-				err = c.bucket(root, depth+1)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("bucket %q: %w", k, err)
-			}
+		if flags&boltBucketLeaf == 0 {
+			continue
+		}
+		if vsize < boltBucketHeader {
+			return nil, fmt.Errorf("page %d: bucket %q: header of %d bytes", id, k, vsize)
+		}
+		val, err := v.bytes(vpos, uint64(vsize))
+		if err != nil {
+			return nil, fmt.Errorf("page %d: bucket %q: %w", id, k, err)
+		}
+		if root := le.Uint64(val); root == 0 {
+			err = c.inline(val[boltBucketHeader:], depth)
+		} else {
+			err = c.bucket(root, depth+1)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bucket %q: %w", k, err)
 		}
 	}
 	return running, nil
@@ -207,25 +271,16 @@ func (c *boltChecker) leaf(id uint64, p []byte, min, max []byte, depth int) ([]b
 
 // inline checks a bucket stored inside its parent's value: a leaf page without its own page id.
 func (c *boltChecker) inline(p []byte, depth int) error {
-	if len(p) < boltPageHeader {
+	v := &pageView{span: uint64(len(p)), buf: p}
+	flags, err := v.u16(8)
+	if err != nil {
 		return errors.New("inline bucket shorter than a page header")
 	}
-	if flags := binary.LittleEndian.Uint16(p[8:]); flags != boltLeafPage {
+	if flags != boltLeafPage {
 		return fmt.Errorf("inline bucket: type %#x", flags)
 	}
-	_, err := c.leaf(0, p, nil, nil, depth+1)
+	_, err = c.leaf(0, v, nil, nil, depth+1)
 	return err
-}
-
-// slice returns the bytes an element at offset elem describes with a position (relative to the
-// element, as bbolt stores it) and a length, or an error when they fall outside the page.
-func slice(p []byte, elem int, pos, size []byte) ([]byte, error) {
-	start := uint64(elem) + uint64(binary.LittleEndian.Uint32(pos))
-	end := start + uint64(binary.LittleEndian.Uint32(size))
-	if end > uint64(len(p)) {
-		return nil, fmt.Errorf("bytes %d..%d outside its %d-byte page", start, end, len(p))
-	}
-	return p[start:end], nil
 }
 
 // keyOrder applies bbolt's rule: keys ascend strictly within a page and lie in [min, max).

@@ -67,6 +67,14 @@ func TestBadSnapshots(t *testing.T) {
 			if !r.Readable && r.ReadError == "" {
 				t.Error("unreadable without a ReadError")
 			}
+			// Verify, the restore's quick form, judges the file the same way.
+			v, err := etcd.Verify(context.Background(), path)
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if v.HasHash != r.HasHash || v.HashMatches != r.HashMatches || v.Readable != r.Readable || v.SHA256 != r.SHA256 || v.TotalKeys != 0 {
+				t.Errorf("Verify %+v disagrees with Inspect %+v", v, r)
+			}
 			if err := r.Err(); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), path) {
 				t.Errorf("Report.Err() = %v, want %v naming the file and %q", err, tc.want, tc.msg)
 			}
@@ -175,4 +183,18 @@ func TestDamagedRawCopyNeverCrashes(t *testing.T) {
 		t.Error("no flip made the database unreadable: the test damages nothing")
 	}
 	t.Logf("%d pages, %d flips found unreadable", len(raw)/4096-2, unreadable)
+}
+
+// The database of a running etcd is locked; Inspect says so instead of waiting for the lock
+// forever, as bbolt's read-only open would.
+func TestInspectLiveDatabase(t *testing.T) {
+	src := startTestEtcd(t, nil)
+	db := filepath.Join(src.e.Config().Dir, "member", "snap", "db")
+	r, err := etcd.Inspect(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Readable || !strings.Contains(r.ReadError, "holds the database's lock") {
+		t.Errorf("live database reported as %+v", r)
+	}
 }

@@ -19,12 +19,15 @@ type tailLog struct {
 
 func newTailLog(lines int) *tailLog { return &tailLog{lines: make([]string, lines)} }
 
-// logger returns a zap logger writing into t at level and above.
+// logger returns a zap logger writing into t at level and above. Fatal panics instead of exiting:
+// etcd logs Fatal on a value it cannot decode, and os.Exit would end firedrill without a word,
+// where a panic on a guarded goroutine becomes an error.
 func (t *tailLog) logger(level zapcore.Level) *zap.Logger {
 	enc := zap.NewDevelopmentEncoderConfig()
 	enc.TimeKey = ""
 	enc.CallerKey = ""
-	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(t), level))
+	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(t), level),
+		zap.WithFatalHook(zapcore.WriteThenPanic))
 }
 
 func (t *tailLog) Write(p []byte) (int, error) {

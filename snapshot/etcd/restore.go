@@ -33,20 +33,20 @@ type RestoreOptions struct {
 	// as in etcdutl: one without the other is refused.
 	BumpRevision  uint64
 	MarkCompacted bool
-	// SkipHashCheck accepts a file without the appended hash (a raw copy of member/snap/db), and
-	// skips verifying the hash of one that has it. Nothing then proves the data is intact: run
-	// Inspect first, whose consistency check is all that is left.
+	// SkipHashCheck accepts a file without the appended hash (a raw copy of member/snap/db): then
+	// only bbolt's structure and the decoding of every key vouch for it. Unlike etcdutl's
+	// --skip-hash-check it never accepts a hash that is present and wrong: that file is corrupt.
 	SkipHashCheck bool
 	// Inspected says the caller has just run Inspect on this file and it passed (Report.Err() nil,
-	// or ErrNoHash with SkipHashCheck), so Restore does not read the whole file a second time to
-	// check its hash and structure; the bbolt header is still checked. Leave it false when the
-	// file may have changed since.
+	// or ErrNoHash with SkipHashCheck), so Restore does not read the file a second time to check
+	// it; the bbolt header is still checked. Leave it false when the file may have changed since.
 	Inspected bool
 }
 
 // Restore writes a new etcd data directory from a snapshot with etcdutl's library, after checking
-// the file's bbolt header, its structure and etcd's appended SHA-256 itself (streaming,
-// interruptible): etcd's library and server crash the process on a damaged database.
+// the file as Inspect does (etcd's appended SHA-256, bbolt's structure, every key and value
+// decoded) unless opts.Inspected: etcd's library, and the embedded etcd of StartScratch after it,
+// crash the process on a damaged database instead of failing.
 //
 // Errors wrap ErrCorrupt (not a snapshot, empty, truncated, hash mismatch, a database etcd's code
 // cannot read) or ErrNoHash. When ctx ends the error wraps ctx.Err() and the data directory is
@@ -135,9 +135,20 @@ func restoreConfig(opts RestoreOptions) snapshot.RestoreConfig {
 	}
 }
 
-// verifySnapshot checks the layout and, unless inspected, the database's structure and (unless
-// skipHash) etcd's appended hash.
+// verifySnapshot makes sure etcd's library and server will not crash on the file: unless the
+// caller has done so, it inspects it (hash, structure, every key and value decoded).
 func verifySnapshot(ctx context.Context, path string, skipHash, inspected bool) error {
+	if !inspected {
+		r, err := InspectContext(ctx, path)
+		if err != nil {
+			return err
+		}
+		if err := r.Err(); err != nil && !(skipHash && errors.Is(err, ErrNoHash)) {
+			return err
+		}
+		return nil
+	}
+	// The caller inspected the file: check only what costs nothing, in case it was swapped since.
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -156,20 +167,6 @@ func verifySnapshot(ctx context.Context, path string, skipHash, inspected bool) 
 	}
 	if !lay.hasHash && !skipHash {
 		return errNoHash(path)
-	}
-	if inspected {
-		return nil
-	}
-	sc, err := scanFile(ctx, f, st.Size(), lay, !skipHash, true)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	if !skipHash && !sc.digest.hashMatches {
-		return errHashMismatch(path)
-	}
-	if sc.structure != nil {
-		// The library, and then an embedded etcd, would crash the process on it.
-		return fmt.Errorf("%w: %s: etcd cannot read the database: bbolt structure: %s", ErrCorrupt, path, redactData(sc.structure.Error()))
 	}
 	return nil
 }

@@ -8,14 +8,14 @@ import (
 
 // scan is what one pass over a snapshot file found.
 type scan struct {
-	digest    digest // zero unless hashed
-	structure error  // from checkBolt; nil when sound or not checked
+	digest    digest
+	structure error // from checkBolt; nil when sound or not checked
 }
 
-// scanFile hashes the file (when hash) and checks its bbolt structure (when structure) at the same
-// time: the hash reads it in order, the check follows the tree with its own reads, and on two cores
-// the check costs almost nothing on top of the hash. err is for I/O problems and ctx only.
-func scanFile(ctx context.Context, f *os.File, size int64, lay layout, hash, structure bool) (s scan, err error) {
+// scanFile hashes the file and, when structure, checks its bbolt structure at the same time: the
+// hash reads it in order, the check follows the tree with reads of its own and skips large values,
+// so it adds little. err is for I/O problems and ctx only.
+func scanFile(ctx context.Context, f *os.File, size int64, lay layout, structure bool) (s scan, err error) {
 	structDone := make(chan error, 1)
 	if structure {
 		// A descriptor of its own: the hash moves the shared file offset.
@@ -30,11 +30,9 @@ func scanFile(ctx context.Context, f *os.File, size int64, lay layout, hash, str
 	} else {
 		structDone <- nil
 	}
-	if hash {
-		s.digest, err = digestReader(ctx, f)
-		if err == nil && s.digest.size != size {
-			err = fmt.Errorf("%s changed while being read (%d bytes, then %d): is something still writing it?", f.Name(), size, s.digest.size)
-		}
+	s.digest, err = digestReader(ctx, f)
+	if err == nil && s.digest.size != size {
+		err = fmt.Errorf("%s changed while being read (%d bytes, then %d): is something still writing it?", f.Name(), size, s.digest.size)
 	}
 	s.structure = <-structDone
 	if err == nil && ctx.Err() != nil {

@@ -19,7 +19,8 @@ import (
 
 // Scratch is an embedded etcd (go.etcd.io/etcd/server/v3/embed) on free loopback ports serving a
 // data directory, usually one Restore wrote. It runs inside this process: a database that makes
-// etcd panic takes the process with it, which is why Restore verifies the snapshot first.
+// etcd panic while serving takes the process with it, which is why Restore checks the snapshot's
+// hash and structure first, and why a drill should Inspect it (which decodes every key) before.
 type Scratch struct {
 	etcd      *embed.Etcd
 	cli       *clientv3.Client
@@ -82,7 +83,18 @@ func startScratch(ctx context.Context, dataDir, name string) (*Scratch, error) {
 	cfg.EnableGRPCGateway = false
 	cfg.QuotaBackendBytes = scratchQuota(dataDir)
 
-	e, err := embed.StartEtcd(cfg)
+	// etcd reads the whole key index while starting, on this goroutine; a damaged revision key
+	// panics there. guard turns that into an error (the listeners it opened may then stay open
+	// until the process ends: etcd only closes them on a returned error).
+	var e *embed.Etcd
+	err = guard(func() (err error) {
+		e, err = embed.StartEtcd(cfg)
+		return err
+	})
+	var crash *errCrashed
+	if errors.As(err, &crash) {
+		return nil, fmt.Errorf("%w: the restored database: %s", ErrCorrupt, redactData(crash.Error()+logs.suffix(3)))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w%s", err, logs.suffix(5))
 	}

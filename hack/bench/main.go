@@ -40,8 +40,10 @@ func main() {
 	size := flag.Int64("size", 1<<30, "bytes of objects to put into etcd before measuring")
 	rounds := flag.Int("rounds", 3, "measurements per tool and operation")
 	binDir := flag.String("bin", sandbox.FindBinDir(), "directory with firedrill, etcdctl and etcdutl")
+	endpoint := flag.String("endpoint", "", "use this etcd instead of starting a sandbox; it is filled only up to -size")
+	only := flag.String("only", "", "run only these operations, comma-separated: snapshot, restore, decode (restore needs snapshot)")
 	flag.Parse()
-	if err := run(*size, *rounds, *binDir); err != nil {
+	if err := run(*size, *rounds, *binDir, *endpoint, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

@@ -72,7 +72,55 @@ type Source struct {
 
 // Backup holds exactly one kind of backup. Velero backups come in a later version of this field.
 type Backup struct {
-	Etcd *EtcdBackup `json:"etcd,omitempty" yaml:"etcd,omitempty"`
+	Etcd   *EtcdBackup   `json:"etcd,omitempty" yaml:"etcd,omitempty"`
+	Velero *VeleroBackup `json:"velero,omitempty" yaml:"velero,omitempty"`
+}
+
+// VeleroBackup is a Velero backup of the source cluster: exactly one of LatestFrom (the newest
+// Completed backup of a Schedule — the backups a team really has), Name (one named backup) or
+// Create (a backup made now).
+type VeleroBackup struct {
+	// Namespace Velero runs in, in the source cluster. Default "velero".
+	Namespace  string            `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	LatestFrom *VeleroLatestFrom `json:"latestFrom,omitempty" yaml:"latestFrom,omitempty"`
+	Name       string            `json:"name,omitempty" yaml:"name,omitempty"`
+	Create     *VeleroCreate     `json:"create,omitempty" yaml:"create,omitempty"`
+}
+
+// VeleroLatestFrom picks the newest backup in phase Completed made by Schedule; its age is the RPO.
+type VeleroLatestFrom struct {
+	Schedule string `json:"schedule" yaml:"schedule"`
+}
+
+// VeleroCreate makes a Backup now with these settings (Velero's BackupSpec fields of the same names).
+type VeleroCreate struct {
+	IncludedNamespaces []string       `json:"includedNamespaces" yaml:"includedNamespaces"`
+	ExcludedNamespaces []string       `json:"excludedNamespaces,omitempty" yaml:"excludedNamespaces,omitempty"`
+	IncludedResources  []string       `json:"includedResources,omitempty" yaml:"includedResources,omitempty"`
+	ExcludedResources  []string       `json:"excludedResources,omitempty" yaml:"excludedResources,omitempty"`
+	LabelSelector      *LabelSelector `json:"labelSelector,omitempty" yaml:"labelSelector,omitempty"`
+	// StorageLocation is the BackupStorageLocation; default: Velero's default location.
+	StorageLocation string `json:"storageLocation,omitempty" yaml:"storageLocation,omitempty"`
+	// TTL of the backup in Velero. Default 24h: a drill's backup is not a backup to keep.
+	TTL Duration `json:"ttl,omitempty" yaml:"ttl,omitempty"`
+	// SnapshotVolumes asks Velero for volume snapshots. Default false.
+	SnapshotVolumes *bool `json:"snapshotVolumes,omitempty" yaml:"snapshotVolumes,omitempty"`
+	// DeleteAfter deletes the Backup (a DeleteBackupRequest, which removes its data too) at cleanup.
+	DeleteAfter bool `json:"deleteAfter,omitempty" yaml:"deleteAfter,omitempty"`
+}
+
+// LabelSelector selects objects by labels, as Kubernetes' metav1.LabelSelector.
+type LabelSelector struct {
+	MatchLabels      map[string]string          `json:"matchLabels,omitempty" yaml:"matchLabels,omitempty"`
+	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty" yaml:"matchExpressions,omitempty"`
+}
+
+// LabelSelectorRequirement is one expression of a LabelSelector: operator In, NotIn, Exists or
+// DoesNotExist.
+type LabelSelectorRequirement struct {
+	Key      string   `json:"key" yaml:"key"`
+	Operator string   `json:"operator" yaml:"operator"`
+	Values   []string `json:"values,omitempty" yaml:"values,omitempty"`
 }
 
 // EtcdBackup is an etcd snapshot: taken now (Take) or the newest one that exists (LatestFrom).
@@ -129,6 +177,84 @@ type S3Source struct {
 // Restore holds exactly one restore target.
 type Restore struct {
 	ScratchEtcd *ScratchEtcd `json:"scratchEtcd,omitempty" yaml:"scratchEtcd,omitempty"`
+	// Velero backups restore into scratch namespaces of the source cluster, a second cluster whose
+	// Velero reads the same storage location, or an ephemeral kind cluster.
+	ScratchNamespace *ScratchNamespace `json:"scratchNamespace,omitempty" yaml:"scratchNamespace,omitempty"`
+	Cluster          *ClusterTarget    `json:"cluster,omitempty" yaml:"cluster,omitempty"`
+	Kind             *KindTarget       `json:"kind,omitempty" yaml:"kind,omitempty"`
+}
+
+// ScratchNamespace restores a Velero backup into new namespaces of the source cluster that
+// firedrill creates, labels and isolates itself; cluster-scoped resources are never restored.
+type ScratchNamespace struct {
+	// NamespaceMapping names the scratch namespace of each backed-up namespace: a template with
+	// {{.RunID}}, {{.Namespace}} and {{.Scenario}}. Default for every namespace in the backup:
+	// "drill-{{.RunID}}-{{.Namespace}}" (shortened to 63 characters). A mapping onto a namespace
+	// that exists is refused before anything is written.
+	NamespaceMapping map[string]string `json:"namespaceMapping,omitempty" yaml:"namespaceMapping,omitempty"`
+	Isolation        Isolation         `json:"isolation,omitempty" yaml:"isolation,omitempty"`
+}
+
+// Isolation keeps a restored copy from acting like production. It is applied before anything is
+// restored; see DESIGN.md's safety rules.
+type Isolation struct {
+	// DenyNetwork adds a default-deny NetworkPolicy (ingress and egress). Default true.
+	DenyNetwork *bool `json:"denyNetwork,omitempty" yaml:"denyNetwork,omitempty"`
+	// AllowDNS lets pods reach DNS (UDP/TCP 53) through the deny policy. Default false.
+	AllowDNS bool `json:"allowDNS,omitempty" yaml:"allowDNS,omitempty"`
+	// Quota is a ResourceQuota per scratch namespace. Default cpu 4, memory 8Gi, pods 50.
+	Quota *Quota `json:"quota,omitempty" yaml:"quota,omitempty"`
+	// SuspendCronJobs restores CronJobs suspended. Default true.
+	SuspendCronJobs *bool `json:"suspendCronJobs,omitempty" yaml:"suspendCronJobs,omitempty"`
+	// ExcludeResources are excluded from the restore in addition to those always excluded
+	// (Ingresses, Gateway API routes, HorizontalPodAutoscalers). Velero's resource names, e.g.
+	// "ingresses.networking.k8s.io".
+	ExcludeResources []string `json:"excludeResources,omitempty" yaml:"excludeResources,omitempty"`
+}
+
+// Quota limits a scratch namespace. Quantities as Kubernetes writes them ("4", "8Gi", "50").
+type Quota struct {
+	CPU    string `json:"cpu,omitempty" yaml:"cpu,omitempty"`
+	Memory string `json:"memory,omitempty" yaml:"memory,omitempty"`
+	Pods   string `json:"pods,omitempty" yaml:"pods,omitempty"`
+}
+
+// ClusterTarget restores into a second cluster whose Velero reads the source's storage location
+// (typically in ReadOnly mode). The same scratch-namespace rules and isolation apply there.
+type ClusterTarget struct {
+	Kubeconfig string `json:"kubeconfig" yaml:"kubeconfig"`
+	Context    string `json:"context,omitempty" yaml:"context,omitempty"`
+	// VeleroNamespace in the second cluster. Default "velero".
+	VeleroNamespace  string            `json:"veleroNamespace,omitempty" yaml:"veleroNamespace,omitempty"`
+	NamespaceMapping map[string]string `json:"namespaceMapping,omitempty" yaml:"namespaceMapping,omitempty"`
+	Isolation        Isolation         `json:"isolation,omitempty" yaml:"isolation,omitempty"`
+}
+
+// KindTarget restores into an ephemeral kind cluster, created for the run and deleted after it,
+// with Velero installed from these settings and pointed at the source's storage location. It
+// needs a container engine (Docker or Podman) where firedrill runs.
+type KindTarget struct {
+	// Name of the kind cluster. Default "firedrill-<run id>".
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Image is the kind node image, e.g. kindest/node:v1.36.3. Default: kind's own default.
+	Image            string            `json:"image,omitempty" yaml:"image,omitempty"`
+	Velero           KindVelero        `json:"velero" yaml:"velero"`
+	NamespaceMapping map[string]string `json:"namespaceMapping,omitempty" yaml:"namespaceMapping,omitempty"`
+}
+
+// KindVelero is the Velero installed into a kind target, reading the backups' storage location.
+type KindVelero struct {
+	// Image of the Velero server. Default velero/velero:v1.18.3.
+	Image string `json:"image,omitempty" yaml:"image,omitempty"`
+	// Plugins are plugin images. Default velero/velero-plugin-for-aws:v1.14.3.
+	Plugins []string `json:"plugins,omitempty" yaml:"plugins,omitempty"`
+	// Provider, Bucket, Prefix and Config describe the BackupStorageLocation (as in Velero's BSL).
+	Provider string            `json:"provider" yaml:"provider"`
+	Bucket   string            `json:"bucket" yaml:"bucket"`
+	Prefix   string            `json:"prefix,omitempty" yaml:"prefix,omitempty"`
+	Config   map[string]string `json:"config,omitempty" yaml:"config,omitempty"`
+	// CredentialsFile is the cloud credentials file Velero gets (as `velero install --secret-file`).
+	CredentialsFile string `json:"credentialsFile" yaml:"credentialsFile"`
 }
 
 // ScratchEtcd restores an etcd snapshot into a throwaway etcd on loopback, optionally served
@@ -162,6 +288,10 @@ type Check struct {
 	EtcdMatchesLive   *EtcdMatchesLiveCheck   `json:"etcdMatchesLive,omitempty" yaml:"etcdMatchesLive,omitempty"`
 	ObjectsServed     *ObjectsServedCheck     `json:"objectsServed,omitempty" yaml:"objectsServed,omitempty"`
 	Canary            *CanaryCheck            `json:"canary,omitempty" yaml:"canary,omitempty"`
+	ObjectsRestored   *ObjectsRestoredCheck   `json:"objectsRestored,omitempty" yaml:"objectsRestored,omitempty"`
+	ObjectsMatch      *ObjectsMatchCheck      `json:"objectsMatch,omitempty" yaml:"objectsMatch,omitempty"`
+	WorkloadsReady    *WorkloadsReadyCheck    `json:"workloadsReady,omitempty" yaml:"workloadsReady,omitempty"`
+	Job               *JobCheck               `json:"job,omitempty" yaml:"job,omitempty"`
 }
 
 // Check type names, as written in scenario files and recorded in results.
@@ -172,6 +302,10 @@ const (
 	CheckEtcdMatchesLive   = "etcdMatchesLive"
 	CheckObjectsServed     = "objectsServed"
 	CheckCanary            = "canary"
+	CheckObjectsRestored   = "objectsRestored"
+	CheckObjectsMatch      = "objectsMatch"
+	CheckWorkloadsReady    = "workloadsReady"
+	CheckJob               = "job"
 )
 
 // EtcdIntegrityCheck verifies the snapshot's appended SHA-256 and that etcd can read it. A raw
@@ -216,11 +350,55 @@ type ObjectsServedCheck struct {
 	Namespaces []string `json:"namespaces,omitempty" yaml:"namespaces,omitempty"`
 }
 
-// CanaryCheck (backup.etcd.take only) writes a key to the live etcd just before the snapshot and
-// expects to find it after the restore: proof the snapshot holds the newest writes.
+// CanaryCheck proves the backup holds the newest writes. With backup.etcd.take it writes a key to
+// the live etcd just before the snapshot and expects it after the restore. With
+// backup.velero.create it writes a ConfigMap "firedrill-canary" holding a fresh nonce into each
+// included namespace just before the backup and expects each to come back with its nonce.
+// Other backups cannot have a canary.
 type CanaryCheck struct {
-	// Key to write. Default "/firedrill/canary/<scenario name>".
+	// Key to write (etcd only). Default "/firedrill/canary/<scenario name>".
 	Key string `json:"key,omitempty" yaml:"key,omitempty"`
+}
+
+// ObjectsRestoredCheck (Velero): every item of the backup's resource list exists in the target,
+// namespaces mapped; counted per resource, missing and extra items listed. Items the isolation
+// excluded on purpose are not missing.
+type ObjectsRestoredCheck struct{}
+
+// ObjectsMatchCheck (Velero): for Resources (default configmaps and secrets), each restored
+// object equals the backed-up one after removing what legitimately changes (uid, resourceVersion,
+// timestamps, clusterIP, status, managed fields, Velero's labels and what the isolation changed).
+// Secrets are compared by digest; their values never appear in results.
+type ObjectsMatchCheck struct {
+	Resources []string `json:"resources,omitempty" yaml:"resources,omitempty"`
+	// IgnoreFields are more paths to leave out of the comparison, e.g. "metadata.annotations.checksum".
+	IgnoreFields []string `json:"ignoreFields,omitempty" yaml:"ignoreFields,omitempty"`
+}
+
+// WorkloadsReadyCheck (Velero): Deployments, StatefulSets and DaemonSets reach their ready
+// replicas, Pods are not crash-looping or unschedulable, PVCs are Bound and Jobs complete within
+// Timeout (default 10m); on failure the blocking objects are named.
+type WorkloadsReadyCheck struct {
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+}
+
+// JobCheck (Velero): runs a Job in a scratch namespace and passes when it succeeds; its logs are
+// kept as evidence (e.g. a query the restored database answers).
+type JobCheck struct {
+	Image   string   `json:"image" yaml:"image"`
+	Command []string `json:"command,omitempty" yaml:"command,omitempty"`
+	Args    []string `json:"args,omitempty" yaml:"args,omitempty"`
+	Env     []EnvVar `json:"env,omitempty" yaml:"env,omitempty"`
+	// Namespace is the backed-up namespace whose scratch copy the Job runs in; default the first.
+	Namespace string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	// Timeout for the Job to finish. Default 5m.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+}
+
+// EnvVar is a plain environment variable of a job check.
+type EnvVar struct {
+	Name  string `json:"name" yaml:"name"`
+	Value string `json:"value" yaml:"value"`
 }
 
 // Cleanup says what happens to scratch resources after a run.

@@ -50,47 +50,61 @@ func main() {
 }
 
 type measure struct {
-	op, peer, ours   string
-	peerT, oursT     []time.Duration
-	peerRSS, oursRSS []int64 // KiB
-	target           string
+	op, peer, ours string
+	peerR, oursR   []result
+	target         string
 }
 
-func run(size int64, rounds int, binDir string) error {
+// result is one run of one tool.
+type result struct {
+	wall, cpu time.Duration // cpu: user + system time of the process
+	rssKiB    int64         // peak resident memory; 0 when measured in this process
+}
+
+func run(size int64, rounds int, binDir, endpoint, only string) error {
 	ctx := context.Background()
+	want := func(op string) bool { return only == "" || slices.Contains(strings.Split(only, ","), op) }
 	work, err := os.MkdirTemp("", "firedrill-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	fmt.Printf("starting a sandbox etcd in %s ...\n", work)
-	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: filepath.Join(work, "sandbox"), BinDir: binDir})
-	if err != nil {
-		return err
+	ep := endpoint
+	if ep == "" {
+		fmt.Printf("starting a sandbox etcd in %s ...\n", work)
+		sb, err := sandbox.Start(ctx, sandbox.Options{Dir: filepath.Join(work, "sandbox"), BinDir: binDir})
+		if err != nil {
+			return err
+		}
+		defer sb.Stop()
+		ep = sb.EtcdEndpoints()[0]
 	}
-	defer sb.Stop()
-	ep := sb.EtcdEndpoints()[0]
-	fmt.Printf("filling it with %d MiB of ConfigMaps ...\n", size>>20)
+	fmt.Printf("filling %s with %d MiB of ConfigMaps ...\n", ep, size>>20)
 	n, err := fill(ctx, ep, size)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%d objects written\n", n)
+	fmt.Printf("%d objects in etcd\n", n)
 
 	bin := func(name string) string { return filepath.Join(binDir, name) }
-	snap := measure{op: "snapshot", peer: "etcdctl snapshot save", ours: "firedrill snapshot etcd", target: "≤ 1.1×, ≤ 100 MiB"}
-	rest := measure{op: "restore", peer: "etcdutl snapshot restore", ours: "firedrill restore etcd", target: "≤ 1.1×"}
-	dec := measure{op: "decode all", peer: "etcdutl snapshot status", ours: "etcdObjectsDecode check", target: "≤ 3×"}
+	snap := &measure{op: "snapshot", peer: "etcdctl snapshot save", ours: "firedrill snapshot etcd", target: "≤ 1.1×, ≤ 100 MiB"}
+	rest := &measure{op: "restore", peer: "etcdutl snapshot restore", ours: "firedrill restore etcd", target: "≤ 1.1×"}
+	dec := &measure{op: "decode all", peer: "etcdutl snapshot status", ours: "etcdObjectsDecode check", target: "≤ 3×"}
 	file := filepath.Join(work, "bench.db")
 	for i := range rounds {
 		fmt.Printf("round %d/%d\n", i+1, rounds)
 		p1, p2 := filepath.Join(work, fmt.Sprintf("ctl-%d.db", i)), filepath.Join(work, fmt.Sprintf("fd-%d.db", i))
-		if err := snap.pair(i, []string{bin("etcdctl"), "--endpoints", ep, "snapshot", "save", p1},
-			[]string{bin("firedrill"), "snapshot", "etcd", "--endpoints", ep, "--out", p2}); err != nil {
-			return err
+		if want("snapshot") || i == 0 {
+			if err := snap.pair(i, []string{bin("etcdctl"), "--endpoints", ep, "snapshot", "save", p1},
+				[]string{bin("firedrill"), "snapshot", "etcd", "--endpoints", ep, "--out", p2}); err != nil {
+				return err
+			}
+			os.Rename(p2, file)
+			os.Remove(p1)
 		}
-		os.Rename(p2, file)
-		os.Remove(p1)
+		if !want("restore") {
+			continue
+		}
 		d1, d2 := filepath.Join(work, fmt.Sprintf("utl-%d", i)), filepath.Join(work, fmt.Sprintf("fdr-%d", i))
 		if err := rest.pair(i, []string{bin("etcdutl"), "snapshot", "restore", file, "--data-dir", d1, "--bump-revision", "1000000000", "--mark-compacted"},
 			[]string{bin("firedrill"), "restore", "etcd", file, "--data-dir", d2, "--bump-revision", "1000000000", "--mark-compacted"}); err != nil {
@@ -99,7 +113,44 @@ func run(size int64, rounds int, binDir string) error {
 		os.RemoveAll(d1)
 		os.RemoveAll(d2)
 	}
+	if want("decode") {
+		if err := decode(ctx, work, file, rounds, bin, dec); err != nil {
+			return err
+		}
+	}
 
+	st, _ := os.Stat(file)
+	fmt.Printf("\nsnapshot size %d MiB, %d objects, %d rounds; medians; CPU is user+system time; RSS is the peak resident memory of any round\n\n", st.Size()>>20, n, rounds)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "operation\tpeer\tfiredrill\tratio\tpeer CPU\tfiredrill CPU\tpeer RSS\tfiredrill RSS\ttarget")
+	for _, m := range []*measure{snap, rest, dec} {
+		if len(m.oursR) == 0 || (m == snap && !want("snapshot")) {
+			continue
+		}
+		pw, ow := median(m.peerR, wall), median(m.oursR, wall)
+		fmt.Fprintf(tw, "%s\t%s %s\t%s %s\t%.2f×\t%s\t%s\t%s\t%s\t%s\n", m.op, m.peer, pw.Round(time.Millisecond), m.ours, ow.Round(time.Millisecond),
+			float64(ow)/float64(pw), median(m.peerR, cpu).Round(time.Millisecond), median(m.oursR, cpu).Round(time.Millisecond),
+			rss(m.peerR), rss(m.oursR), m.target)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Println("\nevery round (wall/CPU, the one that ran first marked *):")
+	for _, m := range []*measure{snap, rest, dec} {
+		for i := range m.oursR {
+			p, o, mp, mo := m.peerR[i], m.oursR[i], "*", ""
+			if i%2 == 1 {
+				mp, mo = mo, mp
+			}
+			fmt.Printf("  %-10s round %d  peer %s/%s%s  firedrill %s/%s%s\n", m.op, i+1, p.wall.Round(time.Millisecond), p.cpu.Round(time.Millisecond), mp,
+				o.wall.Round(time.Millisecond), o.cpu.Round(time.Millisecond), mo)
+		}
+	}
+	return nil
+}
+
+// decode measures the etcdObjectsDecode check against etcdutl's status, which reads every key too.
+func decode(ctx context.Context, work, file string, rounds int, bin func(string) string, dec *measure) error {
 	// The decode check reads a scratch etcd holding the restored snapshot, as in a drill.
 	data := filepath.Join(work, "scratch")
 	if err := etcd.Restore(ctx, etcd.RestoreOptions{SnapshotPath: file, DataDir: data, Name: "bench"}); err != nil {
@@ -123,50 +174,40 @@ func run(size int64, rounds int, binDir string) error {
 		Path: file, SizeBytes: rep.SizeBytes, SHA256: rep.SHA256, HasHash: rep.HasHash, HashMatches: rep.HashMatches,
 		Readable: rep.Readable, ReadError: rep.ReadError, Revision: rep.Revision, TotalKeys: rep.TotalKeys, Version: rep.Version}}
 	for i := range rounds {
-		peer := func() (time.Duration, int64, error) {
+		peer := func() (result, error) {
 			return timeCmd([]string{bin("etcdutl"), "snapshot", "status", file, "-w", "json"})
 		}
-		ours := func() (time.Duration, int64, error) {
-			t0 := time.Now()
+		ours := func() (result, error) {
+			t0, c0 := time.Now(), selfCPU()
 			o := checks[0].Run(ctx, target)
 			if o.Status != verify.StatusPassed {
-				return 0, 0, fmt.Errorf("decode check: %s: %s", o.Status, o.Message)
+				return result{}, fmt.Errorf("decode check: %s: %s", o.Status, o.Message)
 			}
-			return time.Since(t0), 0, nil
+			return result{wall: time.Since(t0), cpu: selfCPU() - c0}, nil
 		}
 		if err := dec.pairFunc(i, peer, ours); err != nil {
 			return err
 		}
 	}
-
-	st, _ := os.Stat(file)
-	fmt.Printf("\nsnapshot size %d MiB, %d objects, %d rounds; medians; RSS is peak resident memory\n\n", st.Size()>>20, n, rounds)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "operation\tpeer\tfiredrill\tratio\tpeer RSS\tfiredrill RSS\ttarget")
-	for _, m := range []measure{snap, rest, dec} {
-		pm, om := median(m.peerT), median(m.oursT)
-		fmt.Fprintf(tw, "%s\t%s %s\t%s %s\t%.2f×\t%s\t%s\t%s\n", m.op, m.peer, pm.Round(time.Millisecond), m.ours, om.Round(time.Millisecond),
-			float64(om)/float64(pm), rss(m.peerRSS), rss(m.oursRSS), m.target)
-	}
-	return tw.Flush()
+	return nil
 }
 
 // pair measures both commands once, alternating which goes first so neither always gets the
 // warmer page cache.
 func (m *measure) pair(round int, peer, ours []string) error {
-	return m.pairFunc(round, func() (time.Duration, int64, error) { return timeCmd(peer) }, func() (time.Duration, int64, error) { return timeCmd(ours) })
+	return m.pairFunc(round, func() (result, error) { return timeCmd(peer) }, func() (result, error) { return timeCmd(ours) })
 }
 
-func (m *measure) pairFunc(round int, peer, ours func() (time.Duration, int64, error)) error {
+func (m *measure) pairFunc(round int, peer, ours func() (result, error)) error {
 	fs := []func() error{
 		func() error {
-			d, r, err := peer()
-			m.peerT, m.peerRSS = append(m.peerT, d), append(m.peerRSS, r)
+			r, err := peer()
+			m.peerR = append(m.peerR, r)
 			return err
 		},
 		func() error {
-			d, r, err := ours()
-			m.oursT, m.oursRSS = append(m.oursT, d), append(m.oursRSS, r)
+			r, err := ours()
+			m.oursR = append(m.oursR, r)
 			return err
 		},
 	}
@@ -181,21 +222,28 @@ func (m *measure) pairFunc(round int, peer, ours func() (time.Duration, int64, e
 	return nil
 }
 
-// timeCmd runs a command and returns its wall time and peak RSS (KiB).
-func timeCmd(args []string) (time.Duration, int64, error) {
+// timeCmd runs a command and returns its wall time, CPU time and peak RSS.
+func timeCmd(args []string) (result, error) {
 	cmd := exec.Command(args[0], args[1:]...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, 0, fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out.String())
+		return result{}, fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
-	d := time.Since(t0)
-	var maxRSS int64
+	r := result{wall: time.Since(t0), cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		maxRSS = ru.Maxrss
+		r.rssKiB = ru.Maxrss
 	}
-	return d, maxRSS, nil
+	return r, nil
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // fill writes ConfigMaps, protobuf-encoded as kube-apiserver stores them, straight into etcd.
@@ -207,8 +255,13 @@ func fill(ctx context.Context, endpoint string, size int64) (int, error) {
 	defer c.Close()
 	enc := protobuf.NewSerializer(scheme.Scheme, scheme.Scheme)
 	payload := strings.Repeat("firedrill benchmark payload ", 8<<10/28)
-	var written int64
-	n := 0
+	// An etcd filled by an earlier run (-endpoint) is topped up, not filled twice.
+	resp, err := c.Get(ctx, "/registry/configmaps/bench-", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	n := int(resp.Count)
+	written := int64(n) * int64(len(payload)) // a little less than the encoded objects: tops up rather than misses
 	for written < size {
 		ops := make([]clientv3.Op, 0, 64)
 		for range 64 {
@@ -235,8 +288,14 @@ func fill(ctx context.Context, endpoint string, size int64) (int, error) {
 
 var _ runtime.Object = (*corev1.ConfigMap)(nil)
 
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
+func wall(r result) time.Duration { return r.wall }
+func cpu(r result) time.Duration  { return r.cpu }
+
+func median(rs []result, f func(result) time.Duration) time.Duration {
+	s := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		s[i] = f(r)
+	}
 	slices.Sort(s)
 	if len(s) == 0 {
 		return 0
@@ -244,9 +303,13 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func rss(kib []int64) string {
-	if len(kib) == 0 || slices.Max(kib) == 0 {
+func rss(rs []result) string {
+	var m int64
+	for _, r := range rs {
+		m = max(m, r.rssKiB)
+	}
+	if m == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d MiB", slices.Max(kib)>>10)
+	return fmt.Sprintf("%d MiB", m>>10)
 }

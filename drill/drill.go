@@ -83,6 +83,27 @@ func Fail(err error) error {
 	return &failure{err}
 }
 
+// refusal marks an error that refuses the drill as asked: it would write where firedrill must not
+// (a mapping onto an existing namespace) or cannot work as written. The CLI exits 2 for it.
+type refusal struct{ err error }
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// Refuse marks err as a refusal, decided before anything was written.
+func Refuse(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &refusal{err}
+}
+
+// IsRefusal reports whether err, or a run's error, was marked with Refuse.
+func IsRefusal(err error) bool {
+	var r *refusal
+	return errors.As(err, &r)
+}
+
 // IsFailure reports whether err was marked with Fail.
 func IsFailure(err error) bool {
 	var f *failure

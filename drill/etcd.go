@@ -175,6 +175,7 @@ func (d *EtcdDriver) Backup(ctx context.Context, rc *RunContext) (BackupRecord, 
 	}
 	b.Source, b.Name, b.Location, b.SHA256, b.SizeBytes, b.SelectedBy, b.CreatedAt =
 		d.snap.Source, d.snap.Name, d.snap.Location, d.snap.SHA256, d.snap.SizeBytes, d.snap.SelectedBy, &created
+	b.Revision, b.Version = d.snap.Revision, d.snap.Version // take only; zero for dir and s3
 	if d.snap.Source == "take" {
 		b.Endpoint = d.snap.Location
 	}

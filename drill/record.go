@@ -70,6 +70,7 @@ type BackupRecord struct {
 	SizeBytes  int64      `json:"sizeBytes,omitempty"`
 	Revision   int64      `json:"revision,omitempty"`
 	TotalKeys  int        `json:"totalKeys,omitempty"`
+	Items      int        `json:"items,omitempty"` // objects in a Velero backup
 	Version    string     `json:"version,omitempty"`
 	CreatedAt  *time.Time `json:"createdAt,omitempty"`
 	SelectedBy string     `json:"selectedBy,omitempty"` // how the newest was chosen (mtime, ...)

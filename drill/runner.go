@@ -46,7 +46,8 @@ type Runner struct {
 var ErrRecord = errors.New("could not record the run")
 
 // Run carries out one drill of sc with d. It always returns the record, also when the drill
-// failed; the error is only about recording it (ErrRecord) — the drill's verdict is rec.Result.
+// failed; the drill's verdict is rec.Result. The error says the record could not be stored
+// (ErrRecord), or that the drill was refused as asked (IsRefusal): both are also in the record.
 func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Record, error) {
 	now := r.Now
 	if now == nil {
@@ -182,6 +183,9 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 			run.mu.Unlock()
 			return rec, fmt.Errorf("%w %s: %v", ErrRecord, rec.ID, err)
 		}
+	}
+	if IsRefusal(stepErr) {
+		return rec, stepErr
 	}
 	return rec, nil
 }

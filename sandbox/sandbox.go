@@ -42,6 +42,12 @@ type Options struct {
 	// Velero also starts an S3 server with a bucket and a Velero server whose default
 	// BackupStorageLocation points at it, and waits until that location is Available.
 	Velero bool
+	// VeleroStorage, with Velero, points the BackupStorageLocation at this existing S3 server and
+	// bucket (another sandbox's S3()) instead of starting one: two clusters sharing backups.
+	VeleroStorage *S3
+	// VeleroReadOnly, with Velero, makes the BackupStorageLocation accessMode ReadOnly, as a
+	// second cluster that only restores another's backups has it.
+	VeleroReadOnly bool
 	// Detach lets the processes outlive the caller (firedrill sandbox up): ctx then only bounds
 	// start-up, and the sandbox is stopped with StopDir. Without it a cancelled ctx, Stop or the
 	// caller's death stops every process.
@@ -109,6 +115,9 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	need := coreBinaries
 	if opts.Velero {
 		need = append(slices.Clone(need), veleroBinaries...)
+		if opts.VeleroStorage != nil {
+			need = slices.DeleteFunc(need, func(n string) bool { return n == "versitygw" })
+		}
 	}
 	if err := checkBinaries(binDir, need); err != nil {
 		return nil, err
@@ -136,8 +145,12 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	if opts.Velero {
+	if opts.Velero && opts.VeleroStorage == nil {
 		g.Go(func() error { return s.startS3(gctx) })
+	}
+	if opts.Velero && opts.VeleroStorage != nil {
+		shared := *opts.VeleroStorage
+		s.update(func(st *State) { st.S3 = &shared })
 	}
 	g.Go(func() error { return s.startControlPlane(gctx) })
 	if err := g.Wait(); err != nil {
@@ -432,6 +445,31 @@ func (s *Sandbox) Stop() error {
 		s.stopErr = s.stop()
 	})
 	return s.stopErr
+}
+
+// StopComponent stops one component (its whole process group, children included) and leaves the
+// others running: for tests of what happens when, say, the Velero server goes away.
+func (s *Sandbox) StopComponent(name string) error {
+	s.mu.Lock()
+	var p *process
+	for _, q := range s.procs {
+		if q.name == name {
+			p = q
+		}
+	}
+	s.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("sandbox: no component %q is running", name)
+	}
+	if err := stopGroup(p.state(), 10*time.Second); err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+	s.untrack(p)
+	return nil
 }
 
 func (s *Sandbox) stop() error {

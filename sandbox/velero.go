@@ -112,6 +112,7 @@ func (s *Sandbox) startVelero(ctx context.Context) error {
 				Default:     true,
 				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: st.S3.Bucket}},
 				Config:      map[string]string{"region": st.S3.Region, "s3ForcePathStyle": "true", "s3Url": st.S3.URL},
+				AccessMode:  bslAccessMode(s.opts.VeleroReadOnly),
 			},
 		},
 	}
@@ -188,6 +189,13 @@ func crdEstablished(crd *apiextv1.CustomResourceDefinition) bool {
 		}
 	}
 	return false
+}
+
+func bslAccessMode(readOnly bool) velerov1.BackupStorageLocationAccessMode {
+	if readOnly {
+		return velerov1.BackupStorageLocationAccessModeReadOnly
+	}
+	return velerov1.BackupStorageLocationAccessModeReadWrite
 }
 
 func veleroPlaceholder() *appsv1.Deployment {

@@ -310,6 +310,14 @@ func (s *Scenario) pathFields() []pathField {
 			}
 		}
 	}
+	if r := sp.Restore.Cluster; r != nil {
+		// Like source.kubeconfig: found at preflight, where the drill runs (a mounted Secret of
+		// `serve`), and rarely present where scenarios are validated (CI).
+		out = append(out, pathField{"spec.restore.cluster.kubeconfig", &r.Kubeconfig, false})
+	}
+	if r := sp.Restore.Kind; r != nil {
+		out = append(out, pathField{"spec.restore.kind.velero.credentialsFile", &r.Velero.CredentialsFile, true})
+	}
 	if r := sp.Restore.ScratchEtcd; r != nil {
 		out = append(out, pathField{"spec.restore.scratchEtcd.encryptionConfig", &r.EncryptionConfig, true})
 		// A bare name ("kube-apiserver") is looked up in bin/ and PATH; only a path is resolved.

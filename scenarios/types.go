@@ -70,7 +70,7 @@ type Source struct {
 	Context    string `json:"context,omitempty" yaml:"context,omitempty"`
 }
 
-// Backup holds exactly one kind of backup. Velero backups come in a later version of this field.
+// Backup holds exactly one kind of backup.
 type Backup struct {
 	Etcd   *EtcdBackup   `json:"etcd,omitempty" yaml:"etcd,omitempty"`
 	Velero *VeleroBackup `json:"velero,omitempty" yaml:"velero,omitempty"`
@@ -83,8 +83,9 @@ type VeleroBackup struct {
 	// Namespace Velero runs in, in the source cluster. Default "velero".
 	Namespace  string            `json:"namespace,omitempty" yaml:"namespace,omitempty"`
 	LatestFrom *VeleroLatestFrom `json:"latestFrom,omitempty" yaml:"latestFrom,omitempty"`
-	Name       string            `json:"name,omitempty" yaml:"name,omitempty"`
-	Create     *VeleroCreate     `json:"create,omitempty" yaml:"create,omitempty"`
+	// Name of one existing Backup in Namespace; its age is the RPO.
+	Name   string        `json:"name,omitempty" yaml:"name,omitempty"`
+	Create *VeleroCreate `json:"create,omitempty" yaml:"create,omitempty"`
 }
 
 // VeleroLatestFrom picks the newest backup in phase Completed made by Schedule; its age is the RPO.
@@ -94,6 +95,8 @@ type VeleroLatestFrom struct {
 
 // VeleroCreate makes a Backup now with these settings (Velero's BackupSpec fields of the same names).
 type VeleroCreate struct {
+	// IncludedNamespaces are the namespaces backed up: at least one, never "*" (a scratch restore
+	// is per namespace, and never restores cluster-scoped resources into the source cluster).
 	IncludedNamespaces []string       `json:"includedNamespaces" yaml:"includedNamespaces"`
 	ExcludedNamespaces []string       `json:"excludedNamespaces,omitempty" yaml:"excludedNamespaces,omitempty"`
 	IncludedResources  []string       `json:"includedResources,omitempty" yaml:"includedResources,omitempty"`
@@ -222,10 +225,14 @@ type Quota struct {
 // ClusterTarget restores into a second cluster whose Velero reads the source's storage location
 // (typically in ReadOnly mode). The same scratch-namespace rules and isolation apply there.
 type ClusterTarget struct {
+	// Kubeconfig of the second cluster, relative to the scenario file. Required; looked for at
+	// the drill's preflight, like spec.source.kubeconfig, not at validation.
 	Kubeconfig string `json:"kubeconfig" yaml:"kubeconfig"`
 	Context    string `json:"context,omitempty" yaml:"context,omitempty"`
 	// VeleroNamespace in the second cluster. Default "velero".
-	VeleroNamespace  string            `json:"veleroNamespace,omitempty" yaml:"veleroNamespace,omitempty"`
+	VeleroNamespace string `json:"veleroNamespace,omitempty" yaml:"veleroNamespace,omitempty"`
+	// NamespaceMapping as ScratchNamespace's, except that a name without {{.RunID}} is allowed:
+	// the second cluster is not production, though a fixed name still refuses to run twice at once.
 	NamespaceMapping map[string]string `json:"namespaceMapping,omitempty" yaml:"namespaceMapping,omitempty"`
 	Isolation        Isolation         `json:"isolation,omitempty" yaml:"isolation,omitempty"`
 }
@@ -234,12 +241,17 @@ type ClusterTarget struct {
 // with Velero installed from these settings and pointed at the source's storage location. It
 // needs a container engine (Docker or Podman) where firedrill runs.
 type KindTarget struct {
-	// Name of the kind cluster. Default "firedrill-<run id>".
+	// Name of the kind cluster. Empty (the default) means "firedrill-<run id>", filled in at run time.
 	Name string `json:"name,omitempty" yaml:"name,omitempty"`
 	// Image is the kind node image, e.g. kindest/node:v1.36.3. Default: kind's own default.
-	Image            string            `json:"image,omitempty" yaml:"image,omitempty"`
-	Velero           KindVelero        `json:"velero" yaml:"velero"`
+	Image  string     `json:"image,omitempty" yaml:"image,omitempty"`
+	Velero KindVelero `json:"velero" yaml:"velero"`
+	// NamespaceMapping as ClusterTarget's.
 	NamespaceMapping map[string]string `json:"namespaceMapping,omitempty" yaml:"namespaceMapping,omitempty"`
+	// Isolation applies in the kind cluster too: a restored app keeps production's Secrets, and
+	// from a laptop or CI runner it can still reach production databases and APIs. kindnet
+	// enforces NetworkPolicy from kind v0.24.
+	Isolation Isolation `json:"isolation,omitempty" yaml:"isolation,omitempty"`
 }
 
 // KindVelero is the Velero installed into a kind target, reading the backups' storage location.
@@ -254,6 +266,7 @@ type KindVelero struct {
 	Prefix   string            `json:"prefix,omitempty" yaml:"prefix,omitempty"`
 	Config   map[string]string `json:"config,omitempty" yaml:"config,omitempty"`
 	// CredentialsFile is the cloud credentials file Velero gets (as `velero install --secret-file`).
+	// Relative to the scenario file; firedrill reads it, so it must exist at validation.
 	CredentialsFile string `json:"credentialsFile" yaml:"credentialsFile"`
 }
 
@@ -395,10 +408,26 @@ type JobCheck struct {
 	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 }
 
-// EnvVar is a plain environment variable of a job check.
+// EnvVar is an environment variable of a job check: a plain Value, which plans and evidence show,
+// or ValueFrom a restored Secret, which they never show (a database password belongs there).
 type EnvVar struct {
 	Name  string `json:"name" yaml:"name"`
 	Value string `json:"value" yaml:"value"`
+	// ValueFrom takes the value from a Secret restored into the job's scratch namespace. Not
+	// together with a non-empty Value.
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty" yaml:"valueFrom,omitempty"`
+}
+
+// EnvVarSource is where a job check's variable comes from, as Kubernetes' EnvVarSource.
+type EnvVarSource struct {
+	SecretKeyRef *SecretKeyRef `json:"secretKeyRef,omitempty" yaml:"secretKeyRef,omitempty"`
+}
+
+// SecretKeyRef is one key of a Secret, named as in the backup; the Job reads the restored copy
+// in its scratch namespace, never the source's.
+type SecretKeyRef struct {
+	Name string `json:"name" yaml:"name"`
+	Key  string `json:"key" yaml:"key"`
 }
 
 // Cleanup says what happens to scratch resources after a run.

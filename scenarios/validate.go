@@ -130,13 +130,21 @@ func (sp *Spec) validate(p *problems, name string) {
 		p.add("spec.restore", "sets %s: set exactly one restore target", strings.Join(restore, " and "))
 	}
 	if len(backup) == 1 && len(restore) == 1 {
-		if want := restoreFor(backup[0]); want != restore[0] {
-			p.add("spec.restore", "a %s backup is restored into %s, not %s", backup[0], want, restore[0])
+		if want := restoresFor(backup[0]); !slices.Contains(want, restore[0]) {
+			article := "a"
+			if backup[0] == "etcd" {
+				article = "an"
+			}
+			p.add("spec.restore", "%s %s backup is restored into %s, not %s", article, backup[0], orList(want), restore[0])
 		}
 	}
 	if e := sp.Backup.Etcd; e != nil {
 		e.validate(p, "spec.backup.etcd")
 	}
+	if v := sp.Backup.Velero; v != nil {
+		v.validate(p, "spec.backup.velero", sp.Timeout)
+	}
+	sp.validateVeleroTargets(p, name)
 	if r := sp.Restore.ScratchEtcd; r != nil {
 		r.validate(p, "spec.restore.scratchEtcd")
 	}
@@ -180,23 +188,35 @@ func notNegative(p *problems, field string, d Duration) {
 	}
 }
 
-// The kinds of backup and restore target, and which restores which. Velero backups, restored
-// into a scratch namespace or a second cluster, join these lists.
-func backupKinds() []string    { return []string{"etcd"} }
-func restoreTargets() []string { return []string{"scratchEtcd"} }
+// The kinds of backup and restore target, and which restores which.
+func backupKinds() []string    { return []string{"etcd", "velero"} }
+func restoreTargets() []string { return []string{"scratchEtcd", "scratchNamespace", "cluster", "kind"} }
 
-func restoreFor(backup string) string {
+func restoresFor(backup string) []string {
 	switch backup {
 	case "etcd":
-		return "scratchEtcd"
+		return []string{"scratchEtcd"}
+	case "velero":
+		return []string{"scratchNamespace", "cluster", "kind"}
 	}
-	return ""
+	return nil
+}
+
+// orList writes a, b or c.
+func orList(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
 func (b *Backup) kinds() []string {
 	var out []string
 	if b.Etcd != nil {
 		out = append(out, "etcd")
+	}
+	if b.Velero != nil {
+		out = append(out, "velero")
 	}
 	return out
 }
@@ -205,6 +225,9 @@ func (r *Restore) targets() []string {
 	var out []string
 	if r.ScratchEtcd != nil {
 		out = append(out, "scratchEtcd")
+	}
+	for _, t := range r.veleroTargets() {
+		out = append(out, t.name)
 	}
 	return out
 }
@@ -288,9 +311,22 @@ func (sp *Spec) validateChecks(p *problems, scenarioName string) {
 	if len(sp.Checks) == 0 {
 		p.add("spec.checks", "list at least one check: a drill without checks proves nothing")
 	}
+	known := len(sp.Backup.kinds()) > 0
 	take := sp.Backup.Etcd != nil && sp.Backup.Etcd.Take != nil
 	etcd := sp.Backup.Etcd != nil
+	velero := sp.Backup.Velero != nil
+	var create *VeleroCreate
+	if velero {
+		create = sp.Backup.Velero.Create
+	}
+	backup := newBackupFilter(create)
 	apiServer := sp.Restore.ScratchEtcd != nil && sp.Restore.ScratchEtcd.APIServer != nil
+	var target *veleroTarget
+	var restoreExcludes resourceSet
+	if ts := sp.Restore.veleroTargets(); len(ts) > 0 {
+		target = ts[0]
+		restoreExcludes = newResourceSet(target.isolation.ExcludeResources, false)
+	}
 	names := map[string]string{}
 	for i := range sp.Checks {
 		c := &sp.Checks[i]
@@ -320,20 +356,33 @@ func (sp *Spec) validateChecks(p *problems, scenarioName string) {
 		// Each check needs what it inspects; say so here rather than fail mid-drill.
 		switch typ {
 		case CheckEtcdIntegrity, CheckEtcdObjectsDecode, CheckEtcdKeys:
-			if !etcd && len(sp.Backup.kinds()) > 0 {
+			if !etcd && known {
 				p.add(tf, "needs an etcd backup (spec.backup.etcd)")
 			}
 		case CheckEtcdMatchesLive:
-			if etcd && !take {
+			switch {
+			case !etcd && known:
+				p.add(tf, "needs an etcd backup taken now (spec.backup.etcd.take): it compares with the live etcd")
+			case etcd && !take:
 				p.add(tf, "needs spec.backup.etcd.take: it compares with the live etcd, whose endpoints only take names")
 			}
 		case CheckCanary:
-			if etcd && !take {
+			switch {
+			case etcd && !take:
 				p.add(tf, "needs spec.backup.etcd.take: the canary is written to the live etcd just before the snapshot is taken")
+			case velero && create == nil:
+				p.add(tf, "needs spec.backup.velero.create: the canary ConfigMap is written just before firedrill makes the backup, and a backup that already exists cannot hold it")
 			}
 		case CheckObjectsServed:
-			if !apiServer {
+			switch {
+			case velero:
+				p.add(tf, "needs an etcd backup served by spec.restore.scratchEtcd.apiServer; for a Velero backup use objectsRestored")
+			case !apiServer:
 				p.add(tf, "needs spec.restore.scratchEtcd.apiServer: the objects are served by a scratch kube-apiserver")
+			}
+		case CheckObjectsRestored, CheckObjectsMatch, CheckWorkloadsReady, CheckJob:
+			if !velero && known {
+				p.add(tf, "needs a Velero backup (spec.backup.velero)")
 			}
 		}
 
@@ -355,14 +404,128 @@ func (sp *Spec) validateChecks(p *problems, scenarioName string) {
 			}
 		case c.ObjectsServed != nil:
 			for j, ns := range c.ObjectsServed.Namespaces {
-				if len(ns) > 63 || !dns1123Label.MatchString(ns) {
+				if !isNamespaceName(ns) {
 					p.add(fmt.Sprintf("%s.namespaces[%d]", tf, j), "%q is not a namespace name", ns)
 				}
+			}
+		case c.Canary != nil && velero:
+			if c.Canary.Key != "" {
+				p.add(tf+".key", "is for etcd canaries: a Velero canary is the ConfigMap %s in each included namespace; remove it", CanaryConfigMap)
+			}
+			if backup != nil && !backup.holds("configmaps") {
+				p.add(tf, "the backup leaves out configmaps (spec.backup.velero.create): the canary ConfigMap would not be in it")
+			}
+			if target != nil && restoreExcludes.has("configmaps") {
+				p.add(tf, "%s.isolation.excludeResources leaves out configmaps: the canary ConfigMap would not be restored", target.field)
 			}
 		case c.Canary != nil:
 			if c.Canary.Key == "" && scenarioName == "" {
 				p.add(tf+".key", "is empty and the scenario has no name to derive it from: set metadata.name")
 			}
+		case c.ObjectsMatch != nil:
+			validateObjectsMatch(p, tf, c.ObjectsMatch, backup, target, restoreExcludes)
+		case c.WorkloadsReady != nil:
+			validateCheckTimeout(p, tf+".timeout", c.WorkloadsReady.Timeout, DefaultWorkloadsTimeout, sp.Timeout)
+		case c.Job != nil:
+			validateJob(p, tf, c.Job, backup, sp.Timeout)
+		}
+	}
+}
+
+func validateObjectsMatch(p *problems, field string, m *ObjectsMatchCheck, backup *backupFilter, target *veleroTarget, restoreExcludes resourceSet) {
+	resources := m.Resources
+	if len(resources) == 0 {
+		resources = DefaultObjectsMatchResources()
+	}
+	for j, r := range resources {
+		rf := fmt.Sprintf("%s.resources[%d]", field, j)
+		validateResource(p, rf, r)
+		if r == "" || r == "*" {
+			continue
+		}
+		// A resource that is not there to compare would pass the check vacuously.
+		if backup != nil && !backup.holds(r) {
+			p.add(rf, "%s: the backup leaves it out (spec.backup.velero.create), so there is nothing to compare", r)
+		}
+		if target != nil && restoreExcludes.has(r) {
+			p.add(rf, "%s: %s.isolation.excludeResources leaves it out of the restore, so there is nothing to compare", r, target.field)
+		}
+	}
+	for j, f := range m.IgnoreFields {
+		if _, err := SplitFieldPath(f); err != nil {
+			p.add(fmt.Sprintf("%s.ignoreFields[%d]", field, j), "%q is not a field path (%v): write dotted names, a key with dots or '/' in brackets, e.g. metadata.annotations[example.com/checksum]", f, err)
+		}
+	}
+}
+
+// validateCheckTimeout refuses a negative timeout, and one the run's own timeout would cut short.
+func validateCheckTimeout(p *problems, field string, d Duration, def time.Duration, runTimeout Duration) {
+	switch {
+	case d.Duration < 0:
+		p.add(field, "must be more than 0, got %s (leave it out for the default %s)", short(d), short(Duration{def}))
+	case d.Duration > 0 && d.Duration >= orDefault(runTimeout, DefaultTimeout):
+		p.add(field, "%s is not shorter than spec.timeout %s: the run would be stopped before the check could time out", short(d), short(Duration{orDefault(runTimeout, DefaultTimeout)}))
+	}
+}
+
+var (
+	envVarName = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
+	secretKey  = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+)
+
+func validateJob(p *problems, field string, j *JobCheck, backup *backupFilter, runTimeout Duration) {
+	if j.Image == "" {
+		p.add(field+".image", "is missing: name the image the Job runs, e.g. postgres:16")
+	} else {
+		validateImage(p, field+".image", j.Image)
+	}
+	validateCheckTimeout(p, field+".timeout", j.Timeout, DefaultJobTimeout, runTimeout)
+	if ns := j.Namespace; ns != "" {
+		switch {
+		case !isNamespaceName(ns):
+			p.add(field+".namespace", "%q is not a namespace name: name the backed-up namespace whose scratch copy the Job runs in", ns)
+		case backup != nil && !backup.namespaces[ns]:
+			p.add(field+".namespace", "%q is not backed up (spec.backup.velero.create.includedNamespaces): the Job runs in the scratch copy of a backed-up namespace", ns)
+		}
+	}
+	seen := map[string]int{}
+	for i, e := range j.Env {
+		ef := fmt.Sprintf("%s.env[%d]", field, i)
+		switch {
+		case e.Name == "":
+			p.add(ef+".name", "is missing")
+		case !envVarName.MatchString(e.Name):
+			p.add(ef+".name", "%q is not a variable name: use letters, digits, '_', '-' and '.', not starting with a digit", e.Name)
+		default:
+			if first, dup := seen[e.Name]; dup {
+				p.add(ef+".name", "%q is also the name of env[%d]: set each variable once", e.Name, first)
+			} else {
+				seen[e.Name] = i
+			}
+		}
+		if e.ValueFrom == nil {
+			continue
+		}
+		if e.Value != "" {
+			p.add(ef, "sets value and valueFrom: use one")
+		}
+		ref := e.ValueFrom.SecretKeyRef
+		if ref == nil {
+			p.add(ef+".valueFrom", "set secretKeyRef: {name: SECRET, key: KEY}, a Secret restored into the Job's namespace")
+			continue
+		}
+		rf := ef + ".valueFrom.secretKeyRef"
+		switch {
+		case ref.Name == "":
+			p.add(rf+".name", "is missing: name the Secret, as in the backup")
+		case !isObjectName(ref.Name):
+			p.add(rf+".name", "%q is not a Secret name: %s", ref.Name, objectNameRule)
+		}
+		switch {
+		case ref.Key == "":
+			p.add(rf+".key", "is missing: name the key in the Secret's data")
+		case len(ref.Key) > 253 || !secretKey.MatchString(ref.Key):
+			p.add(rf+".key", "%q is not a Secret key: use letters, digits, '-', '_' and '.'", ref.Key)
 		}
 	}
 }

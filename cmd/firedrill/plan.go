@@ -43,16 +43,20 @@ what a run would write outside its scratch target (such as the canary key).`,
 			if err != nil {
 				return usagef("", "%v", err)
 			}
-			out := planOutput{Plan: d.Plan(), Preflight: "skipped (--offline)"}
-			var preErr error
+			// The preflight comes first: it finds what a plan should name (the backup chosen).
+			preflight, preErr := "skipped (--offline)", error(nil)
 			if !offline {
-				out.Preflight, preErr = "ok", preflightOnly(cmd.Context(), d, sc.Metadata.Name)
+				preflight, preErr = "ok", preflightOnly(cmd.Context(), d, sc.Metadata.Name)
 				if preErr != nil {
-					out.Preflight = preErr.Error()
+					preflight = preErr.Error()
 				}
 			}
+			out := planOutput{Plan: d.Plan(), Preflight: preflight}
 			if err := a.print(out, func(p printer) { printPlan(p, sc.Path, out) }); err != nil {
 				return err
+			}
+			if drill.IsRefusal(preErr) {
+				return &codedError{code: exitUsage}
 			}
 			if preErr != nil {
 				return &codedError{code: exitError}

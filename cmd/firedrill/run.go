@@ -77,8 +77,11 @@ the run record (an array when several scenarios ran).`,
 			}
 			defer store.Close()
 
-			var recs []*drill.Record
-			var recordErr error
+			var (
+				recs      []*drill.Record
+				recordErr error
+				refused   bool // a drill asked for something unsafe: exit 2, as for a bad scenario
+			)
 			for i, sc := range scs {
 				label := ""
 				if len(scs) > 1 {
@@ -89,7 +92,10 @@ the run record (an array when several scenarios ran).`,
 				rec, err := runner.Run(cmd.Context(), sc, drivers[i])
 				p.Close()
 				recs = append(recs, rec)
-				if err != nil {
+				switch {
+				case drill.IsRefusal(err):
+					refused = true
+				case err != nil:
 					recordErr = errors.Join(recordErr, err)
 				}
 				if a.output == "text" || a.output == "table" {
@@ -111,6 +117,9 @@ the run record (an array when several scenarios ran).`,
 			}
 			if recordErr != nil {
 				return &codedError{code: exitError, err: fmt.Errorf("%w; the result above was not stored", recordErr)}
+			}
+			if refused && exitForResults(recs) != exitInterrupted {
+				return &codedError{code: exitUsage}
 			}
 			if code := exitForResults(recs); code != exitPassed {
 				return &codedError{code: code}
@@ -194,6 +203,8 @@ func (a *app) newDriver(sc *scenarios.Scenario, f drillFlags) (drill.Driver, err
 	switch {
 	case sc.Spec.Backup.Etcd != nil:
 		return drill.NewEtcdDriver(sc, drill.EtcdOptions{KubeAPIServer: f.kubeAPIServer, BinDir: f.binDir})
+	case sc.Spec.Backup.Velero != nil:
+		return drill.NewVeleroDriver(sc, drill.VeleroOptions{Kubeconfig: a.kubeconfig, Context: a.context})
 	}
 	return nil, fmt.Errorf("scenario %s (%s): no backup kind this firedrill knows", sc.Metadata.Name, sc.Path)
 }

@@ -58,7 +58,10 @@ func Shared(t testing.TB, opts sandbox.Options) *sandbox.Sandbox {
 		shared.Unlock()
 		t.Fatal("sandboxtest.Shared needs `func TestMain(m *testing.M) { sandboxtest.Main(m) }` in the package, which stops the shared sandbox")
 	}
-	key := fmt.Sprintf("velero=%v nodes=%d", opts.Velero, opts.Nodes)
+	if opts.VeleroStorage != nil {
+		t.Fatal("sandboxtest.Shared starts its own S3 server; use Start for a sandbox on another's storage")
+	}
+	key := fmt.Sprintf("velero=%v nodes=%d readonly=%v", opts.Velero, opts.Nodes, opts.VeleroReadOnly)
 	e := shared.byKey[key]
 	if e == nil {
 		e = &entry{}

@@ -74,6 +74,9 @@ func TestTakeFromSandbox(t *testing.T) {
 	if r.Version == "" {
 		t.Error("no storage version reported for an etcd 3.6 snapshot")
 	}
+	if snap.Revision != r.Revision || snap.Version != r.Version {
+		t.Errorf("Take says revision %d version %q, Inspect %d %q", snap.Revision, snap.Version, r.Revision, r.Version)
+	}
 	// kube-apiserver writes all the time; the live store at the snapshot's revision is the truth.
 	ctx := context.Background()
 	all, err := cli.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithCountOnly(), clientv3.WithRev(r.Revision))
@@ -297,4 +300,32 @@ func TestTakeStalled(t *testing.T) {
 		t.Errorf("stalled take left %v", names)
 	}
 	t.Log(err)
+}
+
+// Take reads the snapshot's revision from the file it wrote, as etcdutl's status does, whether
+// etcd's "key" bucket is empty, inline in its parent, or a tree of its own ending in a large value.
+func TestTakeRevisionMatchesStatus(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{0, 1, 3000} {
+		src := startTestEtcd(t, nil)
+		cli := testClient(t, src.endpoint)
+		putKeys(t, cli, "/rev/", n, 100)
+		if n > 1 {
+			putKeys(t, cli, "/rev/big/", 1, 20000)
+		}
+		path := filepath.Join(t.TempDir(), "rev.db")
+		snap, err := etcd.Take(context.Background(), etcd.TakeOptions{Endpoints: []string{src.endpoint}, Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := etcd.Inspect(path)
+		if err != nil || r.Err() != nil {
+			t.Fatal(err, r.Err())
+		}
+		if snap.Revision != r.Revision || snap.Version != r.Version {
+			t.Errorf("%d keys: Take says revision %d version %q, Inspect %d %q", n, snap.Revision, snap.Version, r.Revision, r.Version)
+		}
+		t.Logf("%d keys: revision %d, version %s", n, snap.Revision, snap.Version)
+		src.stop()
+	}
 }

@@ -35,6 +35,11 @@ type Driver interface {
 	Plan() Plan
 }
 
+// Targeter is implemented by drivers that can say where they restored; the runner records it.
+type Targeter interface {
+	Target() *TargetRecord
+}
+
 // RunContext is what a driver knows about the run it serves.
 type RunContext struct {
 	ID       string

@@ -289,6 +289,18 @@ func (d *EtcdDriver) verifyTarget() *verify.EtcdTarget {
 	return t
 }
 
+// Target says where the snapshot was restored: endpoints that lived for the run only.
+func (d *EtcdDriver) Target() *TargetRecord {
+	if d.scratch == nil {
+		return nil
+	}
+	t := &TargetRecord{Kind: "scratchEtcd", Endpoints: d.scratch.Endpoints()}
+	if d.api != nil {
+		t.Endpoints = append(t.Endpoints, d.api.URL())
+	}
+	return t
+}
+
 // Verify runs every check, in order, each with its own timing.
 func (d *EtcdDriver) Verify(ctx context.Context, rc *RunContext) []CheckRecord {
 	t := d.verifyTarget()

@@ -39,8 +39,10 @@ type Record struct {
 	RPOSeconds *float64          `json:"rpoSeconds"`
 	Objectives []ObjectiveRecord `json:"objectives"`
 	Backup     BackupRecord      `json:"backup"`
-	Steps      []StepRecord      `json:"steps"`
-	Checks     []CheckRecord     `json:"checks"`
+	// Target says where the backup was restored; nil when the restore did not start.
+	Target *TargetRecord `json:"target,omitempty"`
+	Steps  []StepRecord  `json:"steps"`
+	Checks []CheckRecord `json:"checks"`
 	// Runner identifies the process that ran it, so that a crashed run can be told from a live
 	// one: hostname, pid and the pid's start time.
 	Runner RunnerInfo `json:"runner"`
@@ -74,6 +76,20 @@ type BackupRecord struct {
 	Version    string     `json:"version,omitempty"`
 	CreatedAt  *time.Time `json:"createdAt,omitempty"`
 	SelectedBy string     `json:"selectedBy,omitempty"` // how the newest was chosen (mtime, ...)
+}
+
+// TargetRecord is where a run restored the backup.
+type TargetRecord struct {
+	Kind string `json:"kind"` // scratchEtcd, scratchNamespace, cluster, kind
+	// Namespaces maps each backed-up namespace to its scratch copy (Velero drills).
+	Namespaces map[string]string `json:"namespaces,omitempty"`
+	// Cluster names the cluster restored into when it is not the source: a kubeconfig and context,
+	// or the kind cluster's name.
+	Cluster string `json:"cluster,omitempty"`
+	// Endpoints of the scratch etcd and API server (etcd drills); they exist only during the run.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// Kept says the scratch resources were left for inspection by the cleanup policy.
+	Kept bool `json:"kept,omitempty"`
 }
 
 // StepRecord is one step of a run: preflight, backup, restore, verify, cleanup, record.

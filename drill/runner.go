@@ -139,6 +139,14 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 	}
 
 	keep := keepScratch(sc.Spec.Cleanup.Policy, result)
+	if t, ok := d.(Targeter); ok && !restoreStart.IsZero() {
+		if tr := t.Target(); tr != nil {
+			tr.Kept = keep
+			run.mu.Lock()
+			rec.Target = tr
+			run.mu.Unlock()
+		}
+	}
 	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), orDuration(r.CleanupTimeout, 5*time.Minute))
 	cleanupErr := run.step(cleanupCtx, StepCleanup, 0, func(ctx context.Context) error {
 		err := d.Cleanup(ctx, rc, keep)

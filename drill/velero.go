@@ -500,6 +500,28 @@ func ScratchIsolation(in scenarios.Isolation) (scratch.Isolation, error) {
 	return iso, nil
 }
 
+// Target says where the copy went.
+func (d *VeleroDriver) Target() *TargetRecord {
+	if len(d.mapping) == 0 {
+		return nil
+	}
+	r := d.sc.Spec.Restore
+	t := &TargetRecord{Kind: "scratchNamespace", Namespaces: maps.Clone(d.mapping)}
+	switch {
+	case r.Cluster != nil:
+		t.Kind, t.Cluster = "cluster", r.Cluster.Kubeconfig
+		if r.Cluster.Context != "" {
+			t.Cluster += " (context " + r.Cluster.Context + ")"
+		}
+	case r.Kind != nil:
+		t.Kind = "kind"
+		if d.kind != nil {
+			t.Cluster = d.kind.Name
+		}
+	}
+	return t
+}
+
 // Verify runs every check against the restored copy.
 func (d *VeleroDriver) Verify(ctx context.Context, rc *RunContext) []CheckRecord {
 	t := &verify.VeleroTarget{

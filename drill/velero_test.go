@@ -131,6 +131,9 @@ spec:
 	if left := scratchLeft(t, sb, rec.ID); len(left) > 0 {
 		t.Errorf("scratch namespaces left: %v", left)
 	}
+	if tg := rec.Target; tg == nil || tg.Kind != "scratchNamespace" || !strings.HasPrefix(tg.Namespaces[ns], "drill-"+rec.ID+"-") || tg.Kept {
+		t.Errorf("target %+v", rec.Target)
+	}
 	ctx := context.Background()
 	var backup velerov1.Backup
 	if err := c.Get(ctx, client.ObjectKey{Namespace: sandbox.VeleroNamespace, Name: rec.Backup.Name}, &backup); !apierrors.IsNotFound(err) {

@@ -36,7 +36,15 @@ export FIREDRILL_HISTORY=$dir/history.db
 "$bin/firedrill" plan "$drill"
 "$bin/firedrill" run "$drill"
 
-step "The drill's record in the history ($FIREDRILL_HISTORY)"
+step "A Velero drill of the shop: back it up, restore it into isolated scratch namespaces, check, clean up"
+"$bin/firedrill" plan "$root/hack/demo/velero-drill.yaml"
+"$bin/firedrill" run "$root/hack/demo/velero-drill.yaml"
+echo "The shop itself was not touched:"
+kubectl -n shop get service web -o custom-columns=SERVICE:.metadata.name,TYPE:.spec.type
+echo "and no scratch namespace is left:"
+kubectl get namespaces -l app.kubernetes.io/managed-by=firedrill
+
+step "The drills' records in the history ($FIREDRILL_HISTORY)"
 "$bin/firedrill" history
 
 step "Demo done. Try it yourself: firedrill sandbox up --velero; eval \"\$(firedrill sandbox env)\"; kubectl get nodes"

@@ -69,6 +69,9 @@ func Record(w io.Writer, r *drill.Record, withEvidence bool) {
 	if b := r.Backup; b.Kind != "" {
 		fmt.Fprintf(w, "  backup:  %s\n", backupLine(b))
 	}
+	if t := r.Target; t != nil {
+		fmt.Fprintf(w, "  target:  %s\n", targetLine(t))
+	}
 	fmt.Fprintf(w, "  RTO:     %s%s\n", Seconds(r.RTOSeconds), objective(r, "rto"))
 	fmt.Fprintf(w, "  RPO:     %s%s\n", Seconds(r.RPOSeconds), objective(r, "rpo"))
 	var steps []string
@@ -113,14 +116,14 @@ func Record(w io.Writer, r *drill.Record, withEvidence bool) {
 
 func backupLine(b drill.BackupRecord) string {
 	parts := []string{b.Kind}
+	if b.Name != "" {
+		parts = append(parts, b.Name)
+	}
 	if b.Source != "" {
 		parts = append(parts, "from "+b.Source)
 	}
 	if b.Location != "" {
-		parts = append(parts, b.Location)
-	}
-	if b.Name != "" {
-		parts = append(parts, b.Name)
+		parts = append(parts, "at "+b.Location)
 	}
 	line := strings.Join(parts, " ")
 	var facts []string
@@ -129,6 +132,9 @@ func backupLine(b drill.BackupRecord) string {
 	}
 	if b.Revision > 0 {
 		facts = append(facts, fmt.Sprintf("revision %d", b.Revision))
+	}
+	if b.Items > 0 {
+		facts = append(facts, fmt.Sprintf("%d items", b.Items))
 	}
 	if b.SHA256 != "" {
 		facts = append(facts, "sha256 "+b.SHA256[:min(12, len(b.SHA256))]+"…")
@@ -140,6 +146,29 @@ func backupLine(b drill.BackupRecord) string {
 		line += " (" + strings.Join(facts, ", ") + ")"
 	}
 	return line
+}
+
+func targetLine(t *drill.TargetRecord) string {
+	parts := []string{t.Kind}
+	if t.Cluster != "" {
+		parts = append(parts, t.Cluster)
+	}
+	keys := make([]string, 0, len(t.Namespaces))
+	for k := range t.Namespaces {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, k+" → "+t.Namespaces[k])
+	}
+	if len(t.Endpoints) > 0 {
+		parts = append(parts, strings.Join(t.Endpoints, " "))
+	}
+	state := "removed at cleanup"
+	if t.Kept {
+		state = "KEPT for inspection"
+	}
+	return strings.Join(parts, " ") + " (" + state + ")"
 }
 
 func objective(r *drill.Record, name string) string {

@@ -21,6 +21,7 @@ func TestRecordText(t *testing.T) {
 		RTOSeconds: &rto, RPOSeconds: &rpo,
 		Objectives: []drill.ObjectiveRecord{{Name: "rto", TargetSeconds: 30, ActualSeconds: &rto, Met: false}},
 		Backup:     drill.BackupRecord{Kind: "etcd-snapshot", Source: "take", Location: "http://e:2379", SizeBytes: 3 << 20, Revision: 7, SHA256: strings.Repeat("ab", 32), CreatedAt: &created},
+		Target:     &drill.TargetRecord{Kind: "scratchNamespace", Namespaces: map[string]string{"shop": "drill-x-shop"}, Kept: true},
 		Steps: []drill.StepRecord{
 			{Name: "restore", Result: drill.Passed, StartedAt: start, FinishedAt: &end},
 			{Name: "verify", Result: drill.Failed, StartedAt: start, FinishedAt: &end, Message: "checks failed: keys"},
@@ -33,9 +34,10 @@ func TestRecordText(t *testing.T) {
 	for _, want := range []string{
 		"✗ FAILED  drill cp  run 20261127-100000-abcdef  in 1m30s",
 		`why:     check "keys" failed`,
-		"etcd-snapshot from take http://e:2379 (3.0 MiB, revision 7, sha256 abababababab…",
+		"etcd-snapshot from take at http://e:2379 (3.0 MiB, revision 7, sha256 abababababab…",
 		"RTO:     42.5s  (objective 30.0s: NOT met)",
 		"RPO:     1h00m",
+		"target:  scratchNamespace shop → drill-x-shop (KEPT for inspection)",
 		"✓ restore 1m30s · ✗ verify 1m30s",
 		"verify: checks failed: keys",
 		"✗ keys  etcdKeys  3 keys …",

@@ -388,3 +388,10 @@ func TestDemoScenarioValidates(t *testing.T) {
 		t.Errorf("the demo's scenario does not validate:\n%s%s", r.stdout, r.stderr)
 	}
 }
+
+func TestDemoVeleroScenarioValidates(t *testing.T) {
+	t.Parallel()
+	if r := inProcess("scenario", "validate", "../../hack/demo/velero-drill.yaml"); r.code != 0 {
+		t.Errorf("the demo's Velero scenario does not validate:\n%s%s", r.stdout, r.stderr)
+	}
+}

@@ -205,8 +205,10 @@ func TestTakeEndpointKilledMidStream(t *testing.T) {
 					case <-killed:
 					default:
 						// Read slowly until the member is gone, so that the stream cannot
-						// finish first.
-						time.Sleep(5 * time.Millisecond)
+						// finish first: Progress comes every 256 KiB, and a graceful stop
+						// waits for the stream up to etcd's request timeout before it cuts
+						// it, so 64 MiB must take longer than that (256 × 40 ms ≈ 10 s).
+						time.Sleep(40 * time.Millisecond)
 					}
 				},
 			})

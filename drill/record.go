@@ -16,22 +16,32 @@ const (
 	Error Result = "error"
 	// Aborted: interrupted, or found running when firedrill started again.
 	Aborted Result = "aborted"
-	// Skipped: a step or check that did not run because an earlier one did not pass.
+	// Skipped: a step or check that did not run because an earlier one did not pass; or a
+	// scheduled run that did not start because the scenario's previous run was still in flight
+	// (`serve` records it, with the reason in Message).
 	Skipped Result = "skipped"
+	// Missed: a scheduled run that `serve` could not start in time (it was down, or not the
+	// leader, past the starting deadline). Recorded so that a gap in the schedule is evidence,
+	// not silence.
+	Missed Result = "missed"
 )
 
 // Record is the evidence of one run, as stored in the history and printed by `run -o json`.
 // Its JSON field names are a documented interface; add fields, never rename them.
 type Record struct {
-	ID         string            `json:"id"`
-	Scenario   string            `json:"scenario"`
-	Labels     map[string]string `json:"labels,omitempty"`
-	Trigger    string            `json:"trigger"`  // manual, schedule, api
-	Operator   string            `json:"operator"` // user@host for manual runs
-	Result     Result            `json:"result"`
-	Message    string            `json:"message,omitempty"` // why it did not pass, in one line
-	StartedAt  time.Time         `json:"startedAt"`
-	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
+	ID       string            `json:"id"`
+	Scenario string            `json:"scenario"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Trigger  string            `json:"trigger"` // manual, schedule, api
+	// ScheduledFor is the cron time a scheduled run (trigger "schedule") belongs to; nil for
+	// other runs. The history allows one run per scenario and ScheduledFor, which is what keeps
+	// two `serve` replicas from running the same scheduled drill twice.
+	ScheduledFor *time.Time `json:"scheduledFor,omitempty"`
+	Operator     string     `json:"operator"` // user@host for manual runs
+	Result       Result     `json:"result"`
+	Message      string     `json:"message,omitempty"` // why it did not pass, in one line
+	StartedAt    time.Time  `json:"startedAt"`
+	FinishedAt   *time.Time `json:"finishedAt,omitempty"`
 	// RTOSeconds: from the start of the restore step to the moment every check had passed.
 	// Nil when the restore did not complete or a check failed.
 	RTOSeconds *float64 `json:"rtoSeconds"`

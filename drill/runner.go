@@ -31,7 +31,12 @@ type Runner struct {
 	Now      func() time.Time
 	// Trigger (manual, schedule, api) and Operator (user@host) go into the record.
 	Trigger, Operator string
-	Runner            RunnerInfo
+	// ID, when set, is the run's id (the scheduler hands out ids before a run starts, so that
+	// the API can answer with it); else a new one. Set it on a copy of the Runner per run.
+	ID string
+	// ScheduledFor goes into the record of a scheduled run (see Record.ScheduledFor).
+	ScheduledFor *time.Time
+	Runner       RunnerInfo
 	// WorkRoot holds each run's work directory; default os.TempDir().
 	WorkRoot string
 	// PreflightTimeout and CleanupTimeout bound those steps; defaults 2m and 5m. The others share
@@ -59,7 +64,7 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 	}
 	run := &run{
 		rec: &Record{
-			ID: NewRunID(now()), Scenario: sc.Metadata.Name, Labels: sc.Metadata.Labels,
+			ID: orDefault(r.ID, NewRunID(now())), ScheduledFor: r.ScheduledFor, Scenario: sc.Metadata.Name, Labels: sc.Metadata.Labels,
 			Trigger: orDefault(r.Trigger, "manual"), Operator: r.Operator, Result: Running,
 			StartedAt: now().UTC(), Runner: r.Runner, Objectives: []ObjectiveRecord{}, Steps: []StepRecord{}, Checks: []CheckRecord{},
 		},

@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 export FIREDRILL_BIN_DIR := $(BIN)
 export FIREDRILL_BINARY  := $(BIN)/firedrill
 
-.PHONY: all build test test-unit demo bench lint sandbox-bin clean
+.PHONY: all build test test-unit demo bench bench-serve browser promtool lint sandbox-bin clean
 
 all: build
 
@@ -19,12 +19,20 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/firedrill ./cmd/firedrill
 
-## sandbox-bin: the sandbox's pinned component binaries (cold: about 12 minutes; then seconds)
+## sandbox-bin: the sandbox's pinned component binaries and helm (cold: about 17 minutes; then seconds)
 sandbox-bin:
 	./hack/sandbox-bin.sh
 
+## browser: Debian's chromium for the dashboard's browser test (apt-get; nothing when it is there)
+browser:
+	./hack/install-deb.sh chromium chromium chromium-browser
+
+## promtool: Debian's promtool for deploy/'s alert tests (apt-get; nothing when it is there)
+promtool:
+	./hack/install-deb.sh prometheus promtool
+
 ## test: unit, integration (against the sandbox) and end-to-end tests; builds what they need first
-test: sandbox-bin build
+test: sandbox-bin build browser promtool
 	@echo "== unit, integration and end-to-end tests (integration and e2e run real components from bin/)"
 	$(GO) test -count=1 -timeout 40m ./...
 
@@ -41,6 +49,12 @@ BENCH_SIZE ?= 1073741824
 bench: sandbox-bin build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
 	$(GO) run ./hack/bench -size $(BENCH_SIZE) -bin $(BIN)
+	$(GO) run ./hack/bench/serve -scenarios $(BENCH_SERVE_SCENARIOS) -bin $(BIN)
+
+## bench-serve: only the serve bench: memory, idle CPU and API latency with 1,000 scheduled scenarios
+BENCH_SERVE_SCENARIOS ?= 1000
+bench-serve: build
+	$(GO) run ./hack/bench/serve -scenarios $(BENCH_SERVE_SCENARIOS) -bin $(BIN)
 
 ## lint: gofmt and go vet
 lint:

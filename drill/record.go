@@ -32,7 +32,10 @@ type Record struct {
 	ID       string            `json:"id"`
 	Scenario string            `json:"scenario"`
 	Labels   map[string]string `json:"labels,omitempty"`
-	Trigger  string            `json:"trigger"` // manual, schedule, api
+	// Annotations are the scenario's metadata.annotations, such as firedrill.dev/controls (the
+	// audit controls a drill evidences, which reports group by).
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Trigger     string            `json:"trigger"` // manual, schedule, api
 	// ScheduledFor is the cron time a scheduled run (trigger "schedule") belongs to; nil for
 	// other runs. The history allows one run per scenario and ScheduledFor, which is what keeps
 	// two `serve` replicas from running the same scheduled drill twice.

@@ -64,7 +64,7 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 	}
 	run := &run{
 		rec: &Record{
-			ID: orDefault(r.ID, NewRunID(now())), ScheduledFor: r.ScheduledFor, Scenario: sc.Metadata.Name, Labels: sc.Metadata.Labels,
+			ID: orDefault(r.ID, NewRunID(now())), ScheduledFor: r.ScheduledFor, Scenario: sc.Metadata.Name, Labels: sc.Metadata.Labels, Annotations: sc.Metadata.Annotations,
 			Trigger: orDefault(r.Trigger, "manual"), Operator: r.Operator, Result: Running,
 			StartedAt: now().UTC(), Runner: r.Runner, Objectives: []ObjectiveRecord{}, Steps: []StepRecord{}, Checks: []CheckRecord{},
 		},
@@ -81,7 +81,7 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 	if run.recorder != nil {
 		if err := run.recorder.Begin(ctx, run.copy()); err != nil {
 			os.RemoveAll(workDir)
-			return rec, fmt.Errorf("%w: %v", ErrRecord, err)
+			return rec, fmt.Errorf("%w: %w", ErrRecord, err)
 		}
 		stop := run.heartbeat(ctx, orDuration(r.HeartbeatEvery, 15*time.Second))
 		defer stop()
@@ -189,13 +189,18 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 	if run.recorder != nil {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer rcancel()
-		if err := run.recorder.Finish(rctx, run.copy()); err != nil {
+		final := run.copy()
+		if err := run.recorder.Finish(rctx, final); err != nil {
 			run.mu.Lock()
 			rec.Steps[len(rec.Steps)-1].Result = Error
 			rec.Steps[len(rec.Steps)-1].Message = err.Error()
 			run.mu.Unlock()
-			return rec, fmt.Errorf("%w %s: %v", ErrRecord, rec.ID, err)
+			return rec, fmt.Errorf("%w %s: %w", ErrRecord, rec.ID, err)
 		}
+		// The recorder links the record into the history's hash chain; show where.
+		run.mu.Lock()
+		rec.PrevHash, rec.Hash, rec.Signature = final.PrevHash, final.Hash, final.Signature
+		run.mu.Unlock()
 	}
 	if IsRefusal(stepErr) {
 		return rec, stepErr

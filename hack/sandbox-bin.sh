@@ -26,6 +26,9 @@ components=(
   # (no flag for it), so two sandboxes collide; "0" turns that server off. --metrics-address stays.
   "velero|velero|github.com/vmware-tanzu/velero/cmd/velero|-X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=v1.18.3 -X sigs.k8s.io/controller-runtime/pkg/metrics/server.DefaultBindAddress=0"
   "velero-plugin-for-aws|velero|github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws|"
+  # deploy/'s tests render the Helm chart with the real helm CLI (hack/tools/helm pins it). The
+  # Kubernetes version is what `helm template` and `helm lint` assume without a cluster (client-go v0.37).
+  "helm|helm|helm.sh/helm/v3/cmd/helm|-X helm.sh/helm/v3/internal/version.version=v3.22.0 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37"
 )
 
 # Only names given on the command line, or all.

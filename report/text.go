@@ -1,5 +1,6 @@
-// Package report renders run records for people and machines: text for terminals, and later
-// JSON, HTML, JUnit, Markdown and CSV. It only reads drill's record types.
+// Package report renders run records for people and machines: text for terminals, and reports
+// over a period of the history for auditors in HTML, JSON, JUnit XML, Markdown and CSV
+// (docs/reports.md). It reads drill's record types and verifies the history's hash chain.
 package report
 
 import (
@@ -26,6 +27,8 @@ func Mark(r drill.Result) string {
 		return "⊘"
 	case drill.Skipped:
 		return "-"
+	case drill.Missed:
+		return "○"
 	case drill.Running:
 		return "…"
 	}
@@ -95,6 +98,13 @@ func Record(w io.Writer, r *drill.Record, withEvidence bool) {
 			fmt.Fprintf(tw, "    %s %s\t%s\t%s\n", Mark(c.Result), c.Name, c.Type, oneLine(c.Message))
 		}
 		tw.Flush()
+	}
+	if withEvidence && r.Hash != "" {
+		signed := "unsigned"
+		if r.Signature != "" {
+			signed = "signed"
+		}
+		fmt.Fprintf(w, "  chain:   hash %s (%s; verify with 'firedrill history verify')\n", r.Hash, signed)
 	}
 	if withEvidence {
 		for _, c := range r.Checks {

@@ -27,6 +27,7 @@ func TestRecordText(t *testing.T) {
 			{Name: "verify", Result: drill.Failed, StartedAt: start, FinishedAt: &end, Message: "checks failed: keys"},
 		},
 		Checks: []drill.CheckRecord{{Name: "keys", Type: "etcdKeys", Result: drill.Failed, Message: "3 keys\nmore", Evidence: map[string]any{"count": 3}}},
+		Hash:   "abc123", Signature: "c2ln",
 	}
 	var b bytes.Buffer
 	Record(&b, r, true)
@@ -43,6 +44,7 @@ func TestRecordText(t *testing.T) {
 		"✗ keys  etcdKeys  3 keys …",
 		`evidence of "keys":`,
 		"count: 3",
+		"chain:   hash abc123 (signed;",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)

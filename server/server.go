@@ -7,10 +7,14 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/history"
@@ -46,41 +50,102 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is shown in the dashboard footer.
 	Version string
+
+	// TrendRuns is how many of a scenario's newest runs the dashboard's pass rate and RTO trend
+	// cover; default 20.
+	TrendRuns int
+	// Now is the clock for "in 3h" and "5m ago" on the dashboard; default time.Now.
+	Now func() time.Time
+}
+
+// server holds the handler's dependencies; every route is a method.
+type server struct {
+	opts  Options
+	log   *slog.Logger
+	now   func() time.Time
+	pages *pages
 }
 
 // New returns the handler for every route.
-func New(opts Options) http.Handler { panic("not implemented") }
-
-// Metrics are firedrill's Prometheus metrics:
 //
-//	firedrill_runs_total{scenario,result}                       counter
-//	firedrill_last_run_timestamp_seconds{scenario,result}       gauge
-//	firedrill_last_success_timestamp_seconds{scenario}          gauge
-//	firedrill_run_duration_seconds{scenario}                    histogram
-//	firedrill_rto_seconds{scenario}                             gauge (last measured)
-//	firedrill_rpo_seconds{scenario}                             gauge (last measured)
-//	firedrill_objective_met{scenario,objective}                 gauge 1/0
-//	firedrill_scenario_errors{scenario}                         gauge 1 while the file is invalid
-//	firedrill_scenario_interval_seconds{scenario}               gauge (for the dead-man's switch)
-//	firedrill_scratch_namespaces                                gauge
-//	firedrill_history_spooled_records                           gauge
-type Metrics struct{}
+// Routes: GET /api/v1/scenarios, GET /api/v1/runs, GET /api/v1/runs/{id},
+// POST /api/v1/scenarios/{name}/runs (bearer token), GET /healthz, /readyz, /metrics, and the
+// dashboard: GET /, /runs, /runs/{id}, /static/.
+func New(opts Options) http.Handler {
+	if opts.TrendRuns <= 0 {
+		opts.TrendRuns = 20
+	}
+	s := &server{opts: opts, log: opts.Logger, now: opts.Now, pages: loadPages()}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
 
-// NewMetrics registers the metrics with reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics { panic("not implemented") }
+	mux := http.NewServeMux()
+	api := func(method, path string, h http.HandlerFunc) {
+		mux.HandleFunc(method+" "+path, h)
+		// Without this, another method on the path would fall through to /api/'s 404.
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", method)
+			s.apiError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: use %s", r.Method, r.URL.Path, method))
+		})
+	}
+	api("GET", "/api/v1/scenarios", s.apiScenarios)
+	api("GET", "/api/v1/runs", s.apiRuns)
+	api("GET", "/api/v1/runs/{id}", s.apiRun)
+	api("POST", "/api/v1/scenarios/{name}/runs", s.requireToken(s.apiTrigger))
+	mux.HandleFunc("/api/", s.apiNotFound)
 
-// Observe accounts one final record (called from the scheduler's OnFinish).
-func (m *Metrics) Observe(r *drill.Record) { panic("not implemented") }
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	gatherer := opts.Gatherer
+	if gatherer == nil {
+		gatherer = prometheus.NewRegistry() // an empty page beats a panic when serve passed none
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
 
-// Seed sets the last-run gauges from the history at start-up, so that a restart does not look
-// like "never passed" to the dead-man's-switch alert. recs are the newest records per scenario.
-func (m *Metrics) Seed(recs []drill.Record) { panic("not implemented") }
+	mux.HandleFunc("GET /{$}", s.dashboard)
+	mux.HandleFunc("GET /runs", s.runsPage)
+	mux.HandleFunc("GET /runs/{id}", s.runPage)
+	mux.Handle("GET /static/", http.FileServerFS(staticFS))
+	return securityHeaders(mux)
+}
 
-// SetScenarios updates the per-scenario gauges (errors, interval) from the scheduler's view.
-func (m *Metrics) SetScenarios(st []schedule.Status) { panic("not implemented") }
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "not ready: "+err.Error()+"\n")
+			return
+		}
+	}
+	io.WriteString(w, "ok\n")
+}
 
-// SetScratchNamespaces sets the number of scratch namespaces the janitor saw.
-func (m *Metrics) SetScratchNamespaces(n int) { panic("not implemented") }
+func (s *server) leader() bool {
+	return s.opts.Leader == nil || s.opts.Leader()
+}
 
-// SetSpooled sets the number of records waiting in the spool.
-func (m *Metrics) SetSpooled(n int) { panic("not implemented") }
+// securityHeaders keeps the pages from being framed (clickjacking the run-now button) and
+// scripts to our own origin.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// slogPrinter lets promhttp log through slog.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.log.Error("serve /metrics", "error", v) }

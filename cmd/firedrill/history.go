@@ -38,9 +38,9 @@ func (a *app) historyCmd() *cobra.Command {
 			if result != "" {
 				r := drill.Result(result)
 				switch r {
-				case drill.Passed, drill.Failed, drill.Error, drill.Aborted, drill.Running:
+				case drill.Passed, drill.Failed, drill.Error, drill.Aborted, drill.Skipped, drill.Missed, drill.Running:
 				default:
-					return usagef("", "--result %q: use passed, failed, error, aborted or running", result)
+					return usagef("", "--result %q: use passed, failed, error, aborted, skipped, missed or running", result)
 				}
 				f.Result = r
 			}
@@ -65,11 +65,12 @@ func (a *app) historyCmd() *cobra.Command {
 			})
 		},
 	}
+	cmd.AddCommand(a.historyVerifyCmd())
 	fl := cmd.Flags()
 	fl.StringVar(&historyFlag, "history", "", "history database (default: $FIREDRILL_HISTORY, else ~/.local/share/firedrill/history.db)")
 	fl.StringVar(&scenario, "scenario", "", "only runs of this scenario")
 	fl.StringVar(&since, "since", "", "only runs started within this long, e.g. 24h or 30d")
-	fl.StringVar(&result, "result", "", "only runs with this result: passed, failed, error, aborted, running")
+	fl.StringVar(&result, "result", "", "only runs with this result: passed, failed, error, aborted, skipped, missed, running")
 	fl.IntVar(&limit, "limit", 50, "at most this many runs (0: all)")
 	return cmd
 }

@@ -21,6 +21,7 @@ type app struct {
 	kubeconfig string
 	context    string
 	output     string
+	signingKey string // --signing-key: signs the records this process finishes
 }
 
 func newApp(in io.Reader, out, errw io.Writer, getenv func(string) string) *app {
@@ -63,6 +64,7 @@ as evidence an auditor can trust.`,
 	pf.StringVar(&a.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)")
 	pf.StringVar(&a.context, "context", "", "kubeconfig context to use (default: the current context)")
 	pf.StringVarP(&a.output, "output", "o", "text", "output format: "+strings.Join(outputFormats, "|"))
+	a.registerSigningFlag(pf)
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(
@@ -76,6 +78,9 @@ as evidence an auditor can trust.`,
 		a.versionCmd(),
 		a.sandboxCmd(),
 		a.scenarioCmd(),
+		a.serveCmd(),
+		a.keygenCmd(),
+		a.reportCmd(),
 	)
 	// The exit codes close every help page: they are part of the interface.
 	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp + "\n")

@@ -222,6 +222,10 @@ func (a *app) openHistory(cmd *cobra.Command, flag string) (*history.Store, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := a.applySigner(store); err != nil { // before MarkAbandoned, which finishes records too
+		store.Close()
+		return nil, err
+	}
 	ids, err := store.MarkAbandoned(cmd.Context(), history.ProcessAlive, staleRunAfter)
 	if err != nil {
 		store.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,20 +13,20 @@ import (
 	"time"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/internal/pgtest"
 )
 
 // TestMain lets this test binary double as a second firedrill process writing the same
-// history (see TestConcurrentProcesses).
+// history (see TestConcurrentProcesses), and stops the package's PostgreSQL.
 func TestMain(m *testing.M) {
-	if spec := os.Getenv("FIREDRILL_HISTORY_TEST_WRITER"); spec != "" {
-		path, prefix, _ := strings.Cut(spec, ",")
-		if err := writeRuns(path, prefix, 100); err != nil {
+	if dsn := os.Getenv("FIREDRILL_HISTORY_TEST_WRITER"); dsn != "" {
+		if err := writeRuns(dsn, os.Getenv("FIREDRILL_HISTORY_TEST_PREFIX"), 100); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }
 
 // writeRuns opens the history at path and carries n runs through Begin, Update and Finish.
@@ -121,48 +122,55 @@ func checkRuns(t *testing.T, path string, n int, prefixes ...string) {
 // each write 100 runs at the same time.
 func TestConcurrentStores(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	_, path := openTemp(t)
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for w := range 2 {
-		s, err := Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
+	runWithStores(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		_, path := openStore(t, b)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for w := range 2 {
+			s, err := Open(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			wg.Go(func() { errs[w] = writeRunsTo(ctx, s, fmt.Sprintf("w%d", w), 100) })
 		}
-		defer s.Close()
-		wg.Go(func() { errs[w] = writeRunsTo(ctx, s, fmt.Sprintf("w%d", w), 100) })
-	}
-	wg.Wait()
-	for w, err := range errs {
-		if err != nil {
-			t.Errorf("writer %d: %v", w, err)
+		wg.Wait()
+		for w, err := range errs {
+			if err != nil {
+				t.Errorf("writer %d: %v", w, err)
+			}
 		}
-	}
-	checkRuns(t, path, 100, "w0", "w1")
+		checkRuns(t, path, 100, "w0", "w1")
+	})
 }
 
 // TestConcurrentProcesses: the same with two real processes, which also race to create the
 // database and apply its migrations.
 func TestConcurrentProcesses(t *testing.T) {
 	t.Parallel()
-	path := t.TempDir() + "/new/history.db"
-	var cmds []*exec.Cmd
-	var outs []*strings.Builder
-	for _, prefix := range []string{"p0", "p1"} {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "FIREDRILL_HISTORY_TEST_WRITER="+path+","+prefix)
-		out := &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+	runWithStores(t, func(t *testing.T, b backend) {
+		path := b.newDSN(t)
+		if b.name == "sqlite" {
+			path = filepath.Join(filepath.Dir(path), "new", "history.db")
 		}
-		cmds, outs = append(cmds, cmd), append(outs, out)
-	}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("writer p%d: %v\n%s", i, err, outs[i])
+		var cmds []*exec.Cmd
+		var outs []*strings.Builder
+		for _, prefix := range []string{"p0", "p1"} {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "FIREDRILL_HISTORY_TEST_WRITER="+path, "FIREDRILL_HISTORY_TEST_PREFIX="+prefix)
+			out := &strings.Builder{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds, outs = append(cmds, cmd), append(outs, out)
 		}
-	}
-	checkRuns(t, path, 100, "p0", "p1")
+		for i, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("writer p%d: %v\n%s", i, err, outs[i])
+			}
+		}
+		checkRuns(t, path, 100, "p0", "p1")
+	})
 }

@@ -7,18 +7,69 @@ import (
 	"time"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/internal/pgtest"
 )
 
-// openTemp opens a new history in a temporary directory.
-func openTemp(t testing.TB) (*Store, string) {
+// A backend is one kind of store the suite runs against (litestream's RunWithReplicaClient).
+type backend struct {
+	name string
+	// newDSN returns where a new, empty history lives.
+	newDSN func(t testing.TB) string
+}
+
+var backends = []backend{
+	{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "history.db") }},
+	{"postgres", func(t testing.TB) string {
+		t.Helper()
+		if testing.Short() {
+			t.Skip("needs PostgreSQL (initdb, postgres): skipped under -short")
+		}
+		return pgtest.Shared(t).NewDatabase(t)
+	}},
+}
+
+// runWithStores runs fn once per backend, each a parallel subtest named after it.
+func runWithStores(t *testing.T, fn func(t *testing.T, b backend)) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "history.db")
-	s, err := Open(context.Background(), path)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, b)
+		})
+	}
+}
+
+// openStore opens a new history of b, closed when t ends, and returns it with its DSN.
+func openStore(t testing.TB, b backend) (*Store, string) {
+	t.Helper()
+	dsn := b.newDSN(t)
+	return openDSN(t, dsn), dsn
+}
+
+// openDSN opens the history at dsn, closed when t ends.
+func openDSN(t testing.TB, dsn string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s, path
+	return s
+}
+
+// openTemp opens a new SQLite history in a temporary directory, for the tests of what only
+// SQLite has (files, pragmas).
+func openTemp(t testing.TB) (*Store, string) {
+	t.Helper()
+	return openStore(t, backends[0])
+}
+
+// q turns a test's ? placeholders into the store's dialect.
+func q(s *Store, query string) string {
+	if s.d.name == "PostgreSQL" {
+		return rebind(query)
+	}
+	return query
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -72,7 +123,7 @@ func fullRecord(id string, t0 time.Time, ev map[string]any) *drill.Record {
 func column[T any](t *testing.T, s *Store, id, col string) T {
 	t.Helper()
 	var v T
-	if err := s.db.QueryRow("SELECT "+col+" FROM runs WHERE id = ?", id).Scan(&v); err != nil {
+	if err := s.db.QueryRow(q(s, "SELECT "+col+" FROM runs WHERE id = ?"), id).Scan(&v); err != nil {
 		t.Fatalf("%s of %s: %v", col, id, err)
 	}
 	return v

@@ -57,6 +57,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	latest := len(ms)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if s.d.writeLock != "" {
+			if _, err := tx.ExecContext(ctx, s.d.writeLock); err != nil {
+				return err
+			}
+		}
 		var appID, tables int64
 		if err := tx.QueryRowContext(ctx, s.d.checkFile).Scan(&appID, &tables); err != nil {
 			return err
@@ -65,7 +70,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("not a firedrill history (SQLite application id %d); %s", appID, pathHint)
 		}
 		if appID == 0 && tables > 0 {
-			return fmt.Errorf("not a firedrill history (an SQLite database with other tables); %s", pathHint)
+			return fmt.Errorf("not a firedrill history (%s); %s", s.d.foreign, pathHint)
 		}
 		if _, err := tx.ExecContext(ctx, s.d.createMigrations); err != nil {
 			return err

@@ -15,61 +15,65 @@ import (
 // settings hold, and a database this firedrill does not understand is refused untouched.
 func TestMigrations(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	s, path := openTemp(t)
-	ms, err := loadMigrations(s.d.migrations)
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("migrations: %v, %v", ms, err)
-	}
-	applied := func(s *Store) string {
-		t.Helper()
-		rows, err := s.db.Query(`SELECT version || ':' || name || '@' || applied_at FROM schema_migrations ORDER BY version`)
+	runWithStores(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		s, path := openStore(t, b)
+		ms, err := loadMigrations(s.d.migrations)
+		if err != nil || len(ms) == 0 {
+			t.Fatalf("migrations: %v, %v", ms, err)
+		}
+		applied := func(s *Store) string {
+			t.Helper()
+			rows, err := s.db.Query(`SELECT version || ':' || name || '@' || applied_at FROM schema_migrations ORDER BY version`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var out []string
+			for rows.Next() {
+				var v string
+				rows.Scan(&v)
+				out = append(out, v)
+			}
+			return strings.Join(out, " ")
+		}
+		first := applied(s)
+		if n := strings.Count(first, "@"); n != len(ms) {
+			t.Fatalf("applied %q, want %d migrations", first, len(ms))
+		}
+		if b.name == "sqlite" {
+			for pragma, want := range map[string]string{"journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "10000", "synchronous": "2"} {
+				var got string
+				if err := s.db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil || got != want {
+					t.Errorf("PRAGMA %s = %q, %v; want %q", pragma, got, err, want)
+				}
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("history file mode: %v, %v", fi.Mode(), err)
+			}
+		}
+		if _, err := s.db.Exec(`INSERT INTO checks (run_id, position, name, type, result, message, seconds) VALUES ('nope', 0, '', '', '', '', 0)`); err == nil {
+			t.Error("a check of no run was accepted: foreign keys are off")
+		}
+
+		s2, err := Open(ctx, path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var v string
-			rows.Scan(&v)
-			out = append(out, v)
+		defer s2.Close()
+		if again := applied(s2); again != first {
+			t.Errorf("reopen changed schema_migrations:\n%s\n%s", first, again)
 		}
-		return strings.Join(out, " ")
-	}
-	first := applied(s)
-	if n := strings.Count(first, "@"); n != len(ms) {
-		t.Fatalf("applied %q, want %d migrations", first, len(ms))
-	}
-	for pragma, want := range map[string]string{"journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "10000", "synchronous": "2"} {
-		var got string
-		if err := s.db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil || got != want {
-			t.Errorf("PRAGMA %s = %q, %v; want %q", pragma, got, err, want)
+		// A firedrill from the future.
+		if _, err := s2.db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')`); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("history file mode: %v, %v", fi.Mode(), err)
-	}
-	if _, err := s.db.Exec(`INSERT INTO checks (run_id, position, name, type, result, message, seconds) VALUES ('nope', 0, '', '', '', '', 0)`); err == nil {
-		t.Error("a check of no run was accepted: foreign keys are off")
-	}
-
-	s2, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again := applied(s2); again != first {
-		t.Errorf("reopen changed schema_migrations:\n%s\n%s", first, again)
-	}
-	// A firedrill from the future.
-	if _, err := s2.db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')`); err != nil {
-		t.Fatal(err)
-	}
-	s2.Close()
-	_, err = Open(ctx, path)
-	if err == nil || !strings.Contains(err.Error(), "schema version 999") || !strings.Contains(err.Error(), "upgrade firedrill") ||
-		!strings.Contains(err.Error(), path) {
-		t.Errorf("newer schema: %v", err)
-	}
+		_, err = Open(ctx, path)
+		if err == nil || !strings.Contains(err.Error(), "schema version 999") || !strings.Contains(err.Error(), "upgrade firedrill") ||
+			!strings.Contains(err.Error(), redactURL(path)) {
+			t.Errorf("newer schema: %v", err)
+		}
+	})
 }
 
 func TestMigrationFilesNumbered(t *testing.T) {
@@ -121,8 +125,8 @@ func TestOpenRefuses(t *testing.T) {
 		{"not SQLite", garbage, []string{garbage, "not an SQLite database"}},
 		{"other tables", foreign, []string{foreign, "not a firedrill history", "--history"}},
 		{"other application", otherApp, []string{"application id 42"}},
-		{"postgres", "postgres://fd:s3cret@db.example/fd", []string{"not supported yet", "--history", "db.example"}},
-		{"unknown scheme", "mysql://db/fd", []string{`unknown scheme "mysql"`}},
+		{"postgres without a database", "postgres://fd:s3cret@db.example", []string{"names no database", "db.example"}},
+		{"unknown scheme", "mysql://fd:s3cret@db/fd", []string{`unknown scheme "mysql"`, "postgres://"}},
 		{"sqlite URL without a path", "sqlite://", []string{"names no file"}},
 		{"empty", "", []string{"--history", "FIREDRILL_HISTORY"}},
 	} {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/firedrill-dev/firedrill/drill"
 )
@@ -16,6 +17,9 @@ import (
 func (s *Store) Get(ctx context.Context, idOrPrefix string) (*drill.Record, error) {
 	if idOrPrefix == "" {
 		return nil, errors.New("get run: empty id")
+	}
+	if !utf8.ValidString(idOrPrefix) { // no stored id is (validate), and PostgreSQL refuses such text
+		return nil, fmt.Errorf("run %q: %w (list runs with firedrill history)", idOrPrefix, ErrNotFound)
 	}
 	var rows *sql.Rows
 	var err error
@@ -75,15 +79,22 @@ func (s *Store) Get(ctx context.Context, idOrPrefix string) (*drill.Record, erro
 	return &r, nil
 }
 
-// prefixEnd returns the smallest string greater than every string with prefix p, bytewise.
-// ok is false when there is none (p is all 0xff bytes).
+// prefixEnd returns a string greater than every string with prefix p and smaller than every
+// other string greater than p, bytewise (UTF-8 byte order is code point order). It increments
+// the last code point rather than the last byte so that the bound is valid UTF-8, which
+// PostgreSQL insists on. ok is false when there is none (p is all U+10FFFF).
 func prefixEnd(p string) (string, bool) {
-	b := []byte(p)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1]), true
+	rs := []rune(p)
+	for i := len(rs) - 1; i >= 0; i-- {
+		switch r := rs[i]; {
+		case r == utf8.MaxRune:
+			continue
+		case r == 0xD7FF: // the surrogates are not valid in UTF-8
+			rs[i] = 0xE000
+		default:
+			rs[i]++
 		}
+		return string(rs[:i+1]), true
 	}
 	return "", false
 }
@@ -103,9 +114,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]drill.Record, error) {
 		return nil, fmt.Errorf("list runs: limit %d and offset %d must not be negative", f.Limit, f.Offset)
 	}
 	switch f.Result {
-	case "", drill.Running, drill.Passed, drill.Failed, drill.Error, drill.Aborted:
+	case "", drill.Running, drill.Passed, drill.Failed, drill.Error, drill.Aborted, drill.Skipped, drill.Missed:
 	default:
-		return nil, fmt.Errorf("list runs: unknown result %q: want running, passed, failed, error or aborted", f.Result)
+		return nil, fmt.Errorf("list runs: unknown result %q: want running, passed, failed, error, aborted, skipped or missed", f.Result)
 	}
 	query, args := s.d.listQuery(f)
 	rows, err := s.db.QueryContext(ctx, query, args...)
@@ -146,6 +157,13 @@ func (s *Store) MarkAbandoned(ctx context.Context, alive func(drill.RunnerInfo) 
 	var marked []string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		marked = nil
+		// Before reading the running runs, so that two replicas starting at once do not both
+		// try to finish the same run (finish takes the lock too, but only after this read).
+		if s.d.writeLock != "" {
+			if _, err := tx.ExecContext(ctx, s.d.writeLock); err != nil {
+				return err
+			}
+		}
 		type inFlight struct {
 			id, heartbeat string
 			record        []byte

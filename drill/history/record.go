@@ -38,18 +38,21 @@ func (s *Store) encode(r *drill.Record, seq *int64) (runRow, error) {
 	if err != nil {
 		return runRow{}, err
 	}
-	var seqV, finished any // NULL unless set
+	var seqV, finished, scheduled any // NULL unless set
 	if seq != nil {
 		seqV = *seq
 	}
 	if u.FinishedAt != nil {
 		finished = dbTime(*u.FinishedAt)
 	}
+	if u.ScheduledFor != nil {
+		scheduled = dbTime(*u.ScheduledFor)
+	}
 	return runRow{id: u.ID, vals: []any{
 		seqV, u.Scenario, u.Trigger, u.Operator, string(u.Result), u.Message,
 		dbTime(u.StartedAt), finished, nullFloat(u.RTOSeconds), nullFloat(u.RPOSeconds),
 		dbTime(s.now()), u.Runner.Host, int64(u.Runner.PID), int64(u.Runner.StartTicks),
-		u.PrevHash, u.Hash, u.Signature, string(js),
+		u.PrevHash, u.Hash, u.Signature, string(js), scheduled,
 	}}, nil
 }
 
@@ -65,6 +68,7 @@ func inUTC(r *drill.Record) drill.Record {
 	u := *r
 	u.StartedAt = r.StartedAt.UTC()
 	u.FinishedAt = utcPtr(r.FinishedAt)
+	u.ScheduledFor = utcPtr(r.ScheduledFor)
 	u.Backup.CreatedAt = utcPtr(r.Backup.CreatedAt)
 	if r.Steps != nil {
 		u.Steps = make([]drill.StepRecord, len(r.Steps))

@@ -28,8 +28,9 @@ const busyTimeoutMillis = 10000
 // the migrations and every SQL statement. The store's logic is written once against it, so
 // PostgreSQL is a second value of this type, not a second store.
 type dialect struct {
-	driver     string
-	migrations fs.FS // NNNN_name.sql, applied in order
+	name       string // SQLite, PostgreSQL: for messages
+	driver     string // for sql.Open
+	migrations fs.FS  // NNNN_name.sql, applied in order
 	// bind returns the placeholder of the nth argument, counting from 1.
 	bind func(n int) string
 
@@ -37,11 +38,21 @@ type dialect struct {
 	connString func(target string) string
 	// describe turns a driver error into words an operator can act on, or returns it unchanged.
 	describe func(err error) error
-	// verify checks, once migrations are applied, that the connection settings took effect.
+	// verify checks, once migrations are applied, that the connection settings took effect;
+	// nil when there is nothing to check.
 	verify func(ctx context.Context, db *sql.DB) error
+	// isDuplicateSchedule says whether err is the unique index on (scenario, scheduled_for)
+	// refusing a second run of one scheduled time.
+	isDuplicateSchedule func(err error) bool
 	// checkFile refuses a database that is not a firedrill history; runs inside the migration
 	// transaction before anything is created.
 	checkFile string // returns (application id, tables other than schema_migrations)
+	// foreign says, in a few words, why checkFile's count of other tables means "not ours".
+	foreign string
+	// writeLock, when set, runs first in every transaction that reads before it writes in a
+	// way that must not interleave with another process: migrating and finishing (seq is
+	// max+1). SQLite needs none: BEGIN IMMEDIATE already lets one writer in at a time.
+	writeLock string
 
 	createMigrations string
 	schemaVersion    string
@@ -55,6 +66,7 @@ type dialect struct {
 	getPrefix string // lower bound, upper bound -> id, scenario, started_at, record
 	getExact  string // id -> id, scenario, started_at, record
 	running   string // -> id, heartbeat_at, record of every running run
+	lastSched string // scenario -> newest scheduled_for or NULL
 	delChecks string // run_id
 	insCheck  string // run_id, position, name, type, result, message, seconds, evidence
 	// limit appends LIMIT/OFFSET for List; limit <= 0 means none.
@@ -83,7 +95,7 @@ func (d *dialect) listQuery(f Filter) (string, []any) {
 // runColumns are the columns runRow fills, in order.
 const runColumns = `seq, scenario, trigger, operator, result, message, started_at, finished_at,
 	rto_seconds, rpo_seconds, heartbeat_at, runner_host, runner_pid, runner_start_ticks,
-	prev_hash, hash, signature, record`
+	prev_hash, hash, signature, record, scheduled_for`
 
 func sqliteDialect() dialect {
 	cols := strings.Fields(strings.ReplaceAll(runColumns, ",", " "))
@@ -92,14 +104,17 @@ func sqliteDialect() dialect {
 		set[i] = c + " = ?"
 	}
 	return dialect{
-		driver:     "sqlite",
-		migrations: mustSub(sqliteMigrations, "migrations/sqlite"),
-		bind:       func(int) string { return "?" },
-		connString: sqliteConnString,
-		describe:   describeSQLiteError,
-		verify:     verifySQLite,
+		name:                "SQLite",
+		driver:              "sqlite",
+		migrations:          mustSub(sqliteMigrations, "migrations/sqlite"),
+		bind:                func(int) string { return "?" },
+		connString:          sqliteConnString,
+		describe:            describeSQLiteError,
+		verify:              verifySQLite,
+		isDuplicateSchedule: isSQLiteDuplicateSchedule,
 		checkFile: `SELECT (SELECT application_id FROM pragma_application_id),
 			(SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name <> 'schema_migrations')`,
+		foreign: "an SQLite database with other tables",
 
 		createMigrations: `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version    INTEGER NOT NULL PRIMARY KEY,
@@ -123,6 +138,7 @@ func sqliteDialect() dialect {
 			WHERE id >= ? AND id < ? ORDER BY id LIMIT 11`,
 		getExact:  `SELECT id, scenario, started_at, record FROM runs WHERE id = ?`,
 		running:   `SELECT id, heartbeat_at, record FROM runs WHERE result = 'running' ORDER BY started_at, id`,
+		lastSched: `SELECT MAX(scheduled_for) FROM runs WHERE scenario = ?`,
 		delChecks: `DELETE FROM checks WHERE run_id = ?`,
 		insCheck: `INSERT INTO checks (run_id, position, name, type, result, message, seconds, evidence)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -184,6 +200,13 @@ func describeSQLiteError(err error) error {
 		return fmt.Errorf("the database is locked by another process (waited up to %ds)", busyTimeoutMillis/1000)
 	}
 	return err
+}
+
+// isSQLiteDuplicateSchedule: SQLite names the index's columns, not the index, in the error.
+func isSQLiteDuplicateSchedule(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE &&
+		strings.Contains(se.Error(), "runs.scheduled_for")
 }
 
 func mustSub(fsys fs.FS, dir string) fs.FS {

@@ -1,23 +1,32 @@
-// Package history stores run records: one row per run and one per check, in SQLite for now.
+// Package history stores run records: one row per run and one per check, in SQLite (a file,
+// the default) or PostgreSQL (a postgres:// URL, for a history shared by several hosts or
+// `serve` replicas). Both have the same schema and behaviour; the differences live in a
+// dialect (sqlite.go, postgres.go) and one test suite runs against both.
 //
 // The engine calls Begin when a run starts, Update (or Heartbeat) while it runs and Finish
 // once with the final record; a finished record never changes again, which is what the hash
-// chain of a later issue relies on. MarkAbandoned turns runs whose runner died into aborted
-// ones. Several processes may use one database at once.
+// chain relies on (chain.go, docs/history.md). MarkAbandoned turns runs whose runner died into aborted
+// ones. Several processes may use one database at once. A scheduled run's scenario and
+// ScheduledFor are unique, so two replicas cannot both record one cron time (ErrDuplicateSchedule).
+// Spool sits in front of a Store when a final record must survive the store being down.
 package history
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/drill/chain"
 )
 
 var (
@@ -28,6 +37,9 @@ var (
 	// ErrNotRunning: Update, Heartbeat or Finish on a run that is already finished (for
 	// instance marked aborted by MarkAbandoned); a finished record is never changed.
 	ErrNotRunning = errors.New("run is no longer running")
+	// ErrDuplicateSchedule: Begin or Finish of a scheduled run whose scenario and ScheduledFor
+	// another run already has — another replica ran it. The scheduler then does nothing.
+	ErrDuplicateSchedule = errors.New("this scheduled run is already in the history")
 )
 
 // pathHint ends every error about where the history lives.
@@ -40,6 +52,8 @@ type Store struct {
 	path string // for messages
 	now  func() time.Time
 	host string // this host's name; runs of other hosts are judged by their heartbeat
+	// signer signs every record Finish seals; nil: unsigned (SetSigner).
+	signer atomic.Pointer[chain.Signer]
 }
 
 // DefaultPath is where the history lives unless --history says otherwise:
@@ -59,61 +73,97 @@ func DefaultPath(getenv func(string) string) string {
 	return ""
 }
 
-// Open opens the history at dsn, a file path or sqlite:///abs/path, creating the file and
-// its directory (0700) when missing, and brings its schema up to date. A database written by
-// a newer firedrill is refused rather than modified.
+// Open opens the history at dsn and brings its schema up to date. dsn is a file path or
+// sqlite:///abs/path (the file and its directory are created, 0600 and 0700, when missing), or
+// a postgres:// or postgresql:// URL of an existing database, whose current schema (set it with
+// ?search_path=NAME) gets firedrill's tables. A database written by a newer firedrill is
+// refused rather than modified.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	path, err := parseDSN(dsn)
+	return open(ctx, dsn, nil)
+}
+
+// open is Open with a hook that changes the dialect, for tests (older schemas).
+func open(ctx context.Context, dsn string, adjust func(*dialect)) (*Store, error) {
+	target, err := parseDSN(dsn)
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareFile(path); err != nil {
-		return nil, fmt.Errorf("open history %s: %w; %s", path, err, pathHint)
+	d, where := sqliteDialect(), target.path
+	if target.postgres {
+		d, where = postgresDialect(), redactURL(target.path)
+	} else if err := prepareFile(target.path); err != nil {
+		return nil, fmt.Errorf("open history %s: %w; %s", where, err, pathHint)
 	}
-	d := sqliteDialect()
-	db, err := sql.Open(d.driver, d.connString(path))
+	if adjust != nil {
+		adjust(&d)
+	}
+	db, err := sql.Open(d.driver, d.connString(target.path))
 	if err != nil {
-		return nil, fmt.Errorf("open history %s: %w", path, err)
+		return nil, fmt.Errorf("open history %s: %w", where, d.describe(err))
 	}
 	host, _ := os.Hostname()
-	s := &Store{db: db, d: d, path: path, now: time.Now, host: host}
+	s := &Store{db: db, d: d, path: where, now: time.Now, host: host}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open history %s: %w", path, err)
+		return nil, fmt.Errorf("open history %s: %w", where, err)
 	}
-	if err := d.verify(ctx, db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open history %s: %w", path, err)
+	if d.verify != nil {
+		if err := d.verify(ctx, db); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open history %s: %w", where, err)
+		}
 	}
 	return s, nil
 }
 
-// parseDSN returns the file path of dsn or why it can't be used.
-func parseDSN(dsn string) (string, error) {
+// dsnTarget is where a history lives: a file path, or a PostgreSQL URL.
+type dsnTarget struct {
+	path     string
+	postgres bool
+}
+
+// parseDSN returns where dsn points or why it can't be used.
+func parseDSN(dsn string) (dsnTarget, error) {
 	if dsn == "" {
-		return "", fmt.Errorf("no history path: set --history or FIREDRILL_HISTORY, or HOME")
+		return dsnTarget{}, fmt.Errorf("no history path: set --history or FIREDRILL_HISTORY, or HOME")
+	}
+	file := func(p string) (dsnTarget, error) {
+		abs, err := filepath.Abs(p)
+		return dsnTarget{path: abs}, err
 	}
 	scheme, rest, isURL := strings.Cut(dsn, "://")
 	if !isURL || strings.ContainsAny(scheme, `/\.`) {
-		return filepath.Abs(dsn)
+		return file(dsn)
 	}
 	switch strings.ToLower(scheme) {
 	case "sqlite", "sqlite3", "file":
 		if rest == "" || rest == "/" {
-			return "", fmt.Errorf("history %q names no file: want sqlite:///abs/path", dsn)
+			return dsnTarget{}, fmt.Errorf("history %q names no file: want sqlite:///abs/path", dsn)
 		}
-		return filepath.Abs(rest)
+		return file(rest)
 	case "postgres", "postgresql":
-		return "", fmt.Errorf("history %s: PostgreSQL is not supported yet; use a file path with --history or FIREDRILL_HISTORY", redactURL(dsn))
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return dsnTarget{}, fmt.Errorf("history %s: not a valid URL; want postgres://USER:PASSWORD@HOST:PORT/DATABASE", redactURL(dsn))
+		}
+		if strings.TrimPrefix(u.Path, "/") == "" {
+			return dsnTarget{}, fmt.Errorf("history %s names no database: want postgres://USER:PASSWORD@HOST:PORT/DATABASE", redactURL(dsn))
+		}
+		return dsnTarget{path: dsn, postgres: true}, nil
 	}
-	return "", fmt.Errorf("history %s: unknown scheme %q: want a file path or sqlite:///abs/path", redactURL(dsn), scheme)
+	return dsnTarget{}, fmt.Errorf("history %s: unknown scheme %q: want a file path, sqlite:///abs/path or postgres://HOST/DATABASE", redactURL(dsn), scheme)
 }
 
-// redactURL drops a password from a URL before it goes into an error message.
+// redactURL drops a password from a URL before it goes into an error message, also one
+// given as a password= query parameter, which pgx accepts too.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparsable URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }
@@ -155,7 +205,7 @@ func (s *Store) Begin(ctx context.Context, r *drill.Record) error {
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, s.d.insertRun, row.insertArgs()...)
 		if err != nil {
-			return err
+			return s.duplicateSchedule(err, r)
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
@@ -213,19 +263,12 @@ func (s *Store) Heartbeat(ctx context.Context, id string) error {
 }
 
 // Finish stores the final record of a run. The run need not have been begun (a run that
-// failed before its first write still gets its record), but it must not be finished already.
-// FinishedAt must be set and Result must be final: passed, failed, error or aborted.
+// failed before its first write still gets its record, and `serve` records skipped and missed
+// runs only here), but it must not be finished already. FinishedAt must be set and Result must
+// be final: passed, failed, error, aborted, skipped or missed.
 func (s *Store) Finish(ctx context.Context, r *drill.Record) error {
-	if err := validate(r); err != nil {
-		return fmt.Errorf("finish run: %w", err)
-	}
-	switch r.Result {
-	case drill.Passed, drill.Failed, drill.Error, drill.Aborted:
-	default:
-		return fmt.Errorf("finish run %s: result is %q, want passed, failed, error or aborted", r.ID, r.Result)
-	}
-	if r.FinishedAt == nil || r.FinishedAt.IsZero() {
-		return fmt.Errorf("finish run %s: finishedAt is not set", r.ID)
+	if err := validateFinal(r); err != nil {
+		return err
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		return s.finish(ctx, tx, r)
@@ -236,10 +279,15 @@ func (s *Store) Finish(ctx context.Context, r *drill.Record) error {
 	return nil
 }
 
-// finish writes a final record inside tx, giving it the next seq.
-// This is where the hash chain goes: prev_hash is the hash of the run with seq-1, read in
-// this same write transaction, so two processes finishing at once still form one chain.
+// finish writes a final record inside tx, giving it the next seq and sealing it into the hash
+// chain: prev_hash is the hash of the run with the highest seq, read in this same write
+// transaction, so two processes finishing at once still form one chain.
 func (s *Store) finish(ctx context.Context, tx *sql.Tx, r *drill.Record) error {
+	if s.d.writeLock != "" {
+		if _, err := tx.ExecContext(ctx, s.d.writeLock); err != nil {
+			return err
+		}
+	}
 	var state string
 	exists := true
 	switch err := tx.QueryRowContext(ctx, s.d.runResult, r.ID).Scan(&state); {
@@ -254,6 +302,9 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, r *drill.Record) error {
 	if err := tx.QueryRowContext(ctx, s.d.nextSeq).Scan(&seq); err != nil {
 		return err
 	}
+	if err := s.seal(ctx, tx, r); err != nil {
+		return err
+	}
 	row, err := s.encode(r, &seq)
 	if err != nil {
 		return err
@@ -264,9 +315,51 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, r *drill.Record) error {
 		_, err = tx.ExecContext(ctx, s.d.updateRun, row.updateArgs()...)
 	}
 	if err != nil {
-		return err
+		return s.duplicateSchedule(err, r)
 	}
 	return s.writeChecks(ctx, tx, r)
+}
+
+// duplicateSchedule turns the unique index on (scenario, scheduled_for) refusing r into
+// ErrDuplicateSchedule, and returns any other error unchanged.
+func (s *Store) duplicateSchedule(err error, r *drill.Record) error {
+	if !s.d.isDuplicateSchedule(err) || r.ScheduledFor == nil {
+		return err
+	}
+	return fmt.Errorf("%w: scenario %s already has a run scheduled for %s", ErrDuplicateSchedule,
+		r.Scenario, r.ScheduledFor.UTC().Format(time.RFC3339))
+}
+
+// Ping checks that the store answers.
+func (s *Store) Ping(ctx context.Context) error {
+	err := s.db.PingContext(ctx)
+	// database/sql retries getting a connection but not the ping itself, and a pooled
+	// connection that the server closed (it restarted) fails its ping and is dropped; the
+	// pool keeps at most 2 idle ones.
+	for i := 0; i < 3 && errors.Is(err, driver.ErrBadConn); i++ {
+		err = s.db.PingContext(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("history %s: %w", s.path, s.d.describe(err))
+	}
+	return nil
+}
+
+// LastScheduled returns the ScheduledFor of the newest run of scenario that has one (any
+// result, running included), or the zero time.
+func (s *Store) LastScheduled(ctx context.Context, scenario string) (time.Time, error) {
+	var v sql.NullString
+	if err := s.db.QueryRowContext(ctx, s.d.lastSched, scenario).Scan(&v); err != nil {
+		return time.Time{}, fmt.Errorf("last scheduled run of %s: %w", scenario, s.d.describe(err))
+	}
+	if !v.Valid {
+		return time.Time{}, nil
+	}
+	t, err := parseDBTime(v.String)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("last scheduled run of %s: scheduled_for %q: %w", scenario, v.String, err)
+	}
+	return t, nil
 }
 
 // queryRower is what *sql.DB and *sql.Tx have in common here.
@@ -324,8 +417,25 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil && ctx.Err() != nil {
 		return context.Cause(ctx) // not the lock's fault: the caller gave up
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrDuplicateSchedule) {
 		return s.d.describe(err)
+	}
+	return err
+}
+
+// validateFinal checks what Finish needs of a record, so that Spool can tell a record the store
+// would refuse from a store that is down.
+func validateFinal(r *drill.Record) error {
+	if err := validate(r); err != nil {
+		return fmt.Errorf("finish run: %w", err)
+	}
+	switch r.Result {
+	case drill.Passed, drill.Failed, drill.Error, drill.Aborted, drill.Skipped, drill.Missed:
+	default:
+		return fmt.Errorf("finish run %s: result is %q, want passed, failed, error, aborted, skipped or missed", r.ID, r.Result)
+	}
+	if r.FinishedAt == nil || r.FinishedAt.IsZero() {
+		return fmt.Errorf("finish run %s: finishedAt is not set", r.ID)
 	}
 	return nil
 }
@@ -337,6 +447,8 @@ func validate(r *drill.Record) error {
 		return errors.New("no record")
 	case r.ID == "":
 		return errors.New("record has no id")
+	case !utf8.ValidString(r.ID) || !utf8.ValidString(r.Scenario):
+		return fmt.Errorf("run %q: id and scenario must be UTF-8 text", r.ID)
 	case r.Scenario == "":
 		return fmt.Errorf("run %s has no scenario", r.ID)
 	case r.StartedAt.IsZero():

@@ -1,0 +1,4 @@
+package pgtest
+
+// FindBin is findBin for the external tests.
+var FindBin = findBin

@@ -5,7 +5,6 @@ import (
 	"context"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,19 +14,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/firedrill-dev/firedrill/drill/chain"
+	"github.com/firedrill-dev/firedrill/internal/browsertest"
 )
-
-// chromium finds Debian's chromium (`make browser` installs it).
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("chromium is not on PATH: run make browser, or go test -short to skip the browser test")
-	return ""
-}
 
 // TestHTMLReportInChromium renders the HTML report in headless Chromium with no network, reads
 // what the page shows (innerText, so hidden text does not count), measures the charts, and
@@ -37,7 +25,6 @@ func TestHTMLReportInChromium(t *testing.T) {
 		t.Skip("starts Chromium; skipped under -short")
 	}
 	t.Parallel()
-	browser := chromium(t)
 	signer := chain.NewSigner(testKey())
 	src, _ := fixture(t, 45, signer)
 	r := newReport(t, src, Options{PublicKey: signer.Public()})
@@ -50,15 +37,9 @@ func TestHTMLReportInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1200, 900),
+	bctx, browser := browsertest.Start(t, chromedp.WindowSize(1200, 900),
 		// self-contained means it renders with no network at all
-		chromedp.ProxyServer("http://127.0.0.1:9"))...)
-	defer cancelAlloc()
-	// No timeout on this context: its first use starts the browser, which lives as long as it.
-	bctx, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
+		chromedp.ProxyServer("http://127.0.0.1:9"))
 	ctx, cancel := context.WithTimeout(bctx, 3*time.Minute) // generous: the machine is shared
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+file), chromedp.WaitVisible(chromedp.CSS("#integrity-statement"))); err != nil {

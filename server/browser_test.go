@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,22 +19,11 @@ import (
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/history"
 	"github.com/firedrill-dev/firedrill/drill/schedule"
+	"github.com/firedrill-dev/firedrill/internal/browsertest"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
-
-// chromium finds Debian's chromium (`make browser` installs it).
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("chromium is not on PATH: run make browser, or go test -short to skip the browser test")
-	return ""
-}
 
 // TestBrowserRunNow is the dashboard end to end: a real history, the real scheduler running a
 // real etcd drill against the sandbox, and headless Chromium clicking "run now" as a person
@@ -45,7 +33,6 @@ func TestBrowserRunNow(t *testing.T) {
 		t.Skip("the browser test starts Chromium and a sandbox; skipped under -short")
 	}
 	t.Parallel()
-	browser := chromium(t)
 	sb := sandboxtest.Shared(t, sandbox.Options{})
 	h := openHistory(t)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
@@ -107,13 +94,7 @@ spec:
 	t.Cleanup(func() { hs.Close() })
 	base := "http://" + ln.Addr().String()
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 900))...)
-	defer cancelAlloc()
-	// No timeout on this context: its first use starts the browser, which lives as long as it.
-	ctx, cancelCtx := chromedp.NewContext(alloc)
-	defer cancelCtx()
+	ctx, browser := browsertest.Start(t, chromedp.WindowSize(1400, 900))
 	// within bounds one group of actions, so that a page that never shows something fails the
 	// test with a message instead of hanging it.
 	within := func(d time.Duration, what string, steps ...chromedp.Action[chromedp.Void]) {

@@ -165,3 +165,13 @@ func BenchmarkReadSource100k(b *testing.B) {
 }
 
 var _ io.Writer = (*countingWriter)(nil)
+
+// TestMain removes the benchmarks' shared history file (benchHistory writes it once per
+// process, for every benchmark to read), which would otherwise stay behind in TMPDIR.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchFile != "" {
+		os.RemoveAll(filepath.Dir(benchFile))
+	}
+	os.Exit(code)
+}

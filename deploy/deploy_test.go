@@ -7,6 +7,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,19 +23,14 @@ var firedrillBin string
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		firedrillBin = os.Getenv("FIREDRILL_BINARY")
-		if firedrillBin == "" && !isShort() {
-			dir, err := os.MkdirTemp("", "firedrill-deploy-")
+		if !isShort() {
+			bin, cleanup, err := sandboxtest.FiredrillBinary("../cmd/firedrill")
 			if err != nil {
-				panic(err)
-			}
-			defer os.RemoveAll(dir)
-			firedrillBin = filepath.Join(dir, "firedrill")
-			out, err := exec.Command("go", "build", "-o", firedrillBin, "../cmd/firedrill").CombinedOutput()
-			if err != nil {
-				os.Stderr.Write(out)
+				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
+			defer cleanup()
+			firedrillBin = bin
 		}
 		return sandboxtest.Run(m)
 	}()

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,20 +19,13 @@ var firedrillBin string
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		firedrillBin = os.Getenv("FIREDRILL_BINARY")
-		if firedrillBin == "" {
-			dir, err := os.MkdirTemp("", "firedrill-e2e-")
-			if err != nil {
-				panic(err)
-			}
-			defer os.RemoveAll(dir)
-			firedrillBin = filepath.Join(dir, "firedrill")
-			out, err := exec.Command("go", "build", "-o", firedrillBin, ".").CombinedOutput()
-			if err != nil {
-				os.Stderr.Write(out)
-				return 1
-			}
+		bin, cleanup, err := sandboxtest.FiredrillBinary(".")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
+		defer cleanup()
+		firedrillBin = bin
 		return sandboxtest.Run(m)
 	}()
 	os.Exit(code)

@@ -354,10 +354,9 @@ func (c *Client) DeleteBackup(ctx context.Context, name string) error {
 		}
 		return status{phase: string(dbr.Status.Phase)}, nil
 	}, nil)
-	if failure != nil || err != nil {
-		// Velero removes its requests after a successful deletion only; ours goes either way.
-		c.deleteObject(ctx, dbr)
-	}
+	// Velero removes its requests after a successful deletion only, and a moment after the
+	// Backup is gone; ours goes either way, now, so that no request outlives the call.
+	c.deleteObject(ctx, dbr)
 	if err != nil {
 		return fmt.Errorf("delete backup: %w", err)
 	}

@@ -11,15 +11,26 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 export FIREDRILL_BIN_DIR := $(BIN)
 export FIREDRILL_BINARY  := $(BIN)/firedrill
 
-.PHONY: all build test test-unit demo bench bench-serve browser promtool lint sandbox-bin clean
+.PHONY: all build generate test test-unit demo bench bench-serve browser promtool lint sandbox-bin clean
 
 all: build
 
-## build: bin/firedrill
+## build: bin/firedrill and bin/firedrill-probe (what checks run inside a cluster)
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/firedrill ./cmd/firedrill
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $(BIN)/firedrill-probe ./cmd/firedrill-probe
 
-## sandbox-bin: the sandbox's pinned component binaries and helm (cold: about 17 minutes; then seconds)
+## generate: the Scenario CRD from api/v1alpha1 with controller-gen (pinned in hack/tools/controller-gen), into the kustomize base and the chart
+# (deploy/crd_test.go runs this target with other directories to prove the committed files fresh.)
+CRD           := firedrill.dev_scenarios.yaml
+CRD_DIR       ?= deploy/kustomize/base/crds
+CHART_CRD_DIR ?= deploy/helm/firedrill/crds
+generate:
+	cd hack/tools/controller-gen && $(GO) build -o $(BIN)/controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen
+	$(BIN)/controller-gen crd:allowDangerousTypes=true paths=./api/... output:crd:dir=$(CRD_DIR)
+	cp $(CRD_DIR)/$(CRD) $(CHART_CRD_DIR)/$(CRD)
+
+## sandbox-bin: the sandbox's pinned component binaries, helm and the real node's parts and images (cold: about 30-40 minutes; then seconds)
 sandbox-bin:
 	./hack/sandbox-bin.sh
 
@@ -44,12 +55,13 @@ test-unit:
 demo: sandbox-bin build
 	./hack/demo.sh
 
-## bench: Go benchmarks, then firedrill side by side with etcdctl/etcdutl on a 1 GiB etcd (ratios matter, not absolute times)
+## bench: Go benchmarks, then firedrill's start-up and etcd operations side by side with etcdctl/etcdutl on a 1 GiB etcd (ratios matter, not absolute times)
 BENCH_SIZE ?= 1073741824
 bench: sandbox-bin build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
 	$(GO) run ./hack/bench -size $(BENCH_SIZE) -bin $(BIN)
 	$(GO) run ./hack/bench/serve -scenarios $(BENCH_SERVE_SCENARIOS) -bin $(BIN)
+	$(GO) run ./hack/bench/volumes -probe $(BIN)/firedrill-probe
 
 ## bench-serve: only the serve bench: memory, idle CPU and API latency with 1,000 scheduled scenarios
 BENCH_SERVE_SCENARIOS ?= 1000

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,32 +20,43 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 )
 
-// TestRBACForReal deploys the base's ServiceAccount and RBAC to the sandbox for real, and with a
-// token of that ServiceAccount — nothing else — runs an etcd drill, a Velero drill and `serve`
-// with --leader-elect (a run triggered through the API): they pass. The same identity is then
-// refused what firedrill has no business with.
+// TestRBACForReal deploys the base's ServiceAccount, RBAC and admission policy to the sandbox for
+// real, and with a token of that ServiceAccount — nothing else — runs an etcd drill, a Velero
+// drill and `serve` with --leader-elect (a run triggered through the API): they pass under the
+// policy. The same identity is then refused what firedrill has no business with, by RBAC and by
+// the policy (admission_test.go), and admitted what firedrill does.
 func TestRBACForReal(t *testing.T) {
 	if firedrillBin == "" {
 		t.Skip("-short: no firedrill binary")
 	}
-	sb := sandboxtest.Shared(t, sandbox.Options{Velero: true})
+	sb := deploySandbox(t)
 	admin := kubectlFor(t, sb.Kubeconfig())
 
-	// The identity, as the base deploys it.
+	// The identity and its admission policy, as the base deploys them.
 	var ident bytes.Buffer
 	for _, o := range kustomize(t, "kustomize/base").objs {
 		switch kindOf(o) {
-		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
-			b, err := yaml.Marshal(o)
-			if err != nil {
-				t.Fatal(err)
+		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "CustomResourceDefinition":
+		case "ConfigMap":
+			if get(o, "metadata", "name") != "firedrill-admission" {
+				continue
 			}
-			fmt.Fprintf(&ident, "---\n%s", b)
+			// The sandbox node runs only the images imported into it.
+			o["data"].(map[string]any)["probeImage"] = probeImage
+		default:
+			continue
 		}
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&ident, "---\n%s", b)
 	}
 	admin(ident.Bytes(), "apply", "--server-side", "--field-manager=firedrill-test", "-f", "-")
 	token := strings.TrimSpace(string(admin(nil, "create", "token", "firedrill", "-n", "firedrill-system", "--duration=2h")))
@@ -55,16 +65,20 @@ func TestRBACForReal(t *testing.T) {
 	if who := string(as(nil, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")); who != "system:serviceaccount:firedrill-system:firedrill" {
 		t.Fatalf("the kubeconfig authenticates as %q", who)
 	}
+	// Everything below runs under the policy: the drills pass with it.
+	waitForPolicy(t, kubeconfig)
 
 	// The demo shop, deployed by an admin, is what both drills back up.
 	admin(readFile(t, "../hack/demo/shop.yaml"), "apply", "-f", "-")
 	admin(nil, "-n", "shop", "rollout", "status", "deployment/web", "--timeout=5m")
-	admin(nil, "-n", "shop", "rollout", "status", "statefulset/db", "--timeout=5m")
-	admin(nil, "-n", "shop", "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data-db-0", "--timeout=5m")
+	admin(nil, "-n", "shop", "rollout", "status", "statefulset/orders", "--timeout=5m")
+	admin(nil, "-n", "shop", "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data-orders-0", "--timeout=5m")
+	// The orders the Velero drill's checks count, placed through the app as the demo does.
+	admin(nil, "-n", "shop", "exec", "orders-0", "--", "/orders", "add", "--db", "/data/orders.db", "--count", "42")
 
 	tmp := t.TempDir()
 	env := []string{"KUBECONFIG=" + kubeconfig, "FIREDRILL_BIN_DIR=" + sb.BinDir(), "TMPDIR=" + tmp,
-		"FIREDRILL_HISTORY=" + filepath.Join(tmp, "history.db")}
+		"FIREDRILL_HISTORY=" + filepath.Join(tmp, "history.db"), "FIREDRILL_PROBE_IMAGE=" + probeImage}
 	etcdScenario := strings.ReplaceAll(string(readFile(t, "../hack/demo/etcd-drill.yaml")), "@ETCD_ENDPOINT@", sb.EtcdEndpoints()[0])
 
 	// Sequential on purpose: the Velero drill writes its canary into shop, which the etcd drill
@@ -81,6 +95,18 @@ func TestRBACForReal(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		refusals(t, kubeconfig, as, admin, env)
 	})
+	t.Run("refused by admission", func(t *testing.T) {
+		admissionRefusals(t, kubeconfig, sb.Kubeconfig())
+	})
+	t.Run("admitted", func(t *testing.T) {
+		admitted(t, kubeconfig, sb.Kubeconfig())
+	})
+}
+
+// deploySandbox is the package's shared sandbox: Velero and a real node that enforces
+// NetworkPolicy, which the demo's Velero drill needs (its data checks run pods).
+func deploySandbox(t *testing.T) *sandbox.Sandbox {
+	return sandboxtest.Shared(t, sandbox.Options{Velero: true, RealNode: true, NetworkPolicy: true, Nodes: 1})
 }
 
 // tokenKubeconfig writes a kubeconfig for the sandbox's API server that holds only token.
@@ -149,19 +175,6 @@ func drillPasses(t *testing.T, env []string, file string) {
 	t.Logf("%s: %s, %d checks passed", filepath.Base(file), rec.Result, len(rec.Checks))
 }
 
-// lockedBuffer collects a process's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 var servingAddr = regexp.MustCompile(`serving HTTP.*addr=(127\.0\.0\.1:\d+)`)
 
 func servePasses(t *testing.T, env []string, scenario string, admin func([]byte, ...string) []byte) {
@@ -172,11 +185,17 @@ func servePasses(t *testing.T, env []string, scenario string, admin func([]byte,
 	const token = "rbac-test-token"
 	tokenFile := writeTemp(t, "token", token+"\n")
 	lease := fmt.Sprintf("firedrill-rbac-%d", time.Now().UnixNano())
-	cmd := exec.Command(firedrillBin, "serve", "--scenarios", dir, "--listen", "127.0.0.1:0", "--token-file", tokenFile,
+	// The same scenario as a Scenario resource under another name: serve watches it and writes
+	// its status with this identity.
+	admin([]byte(strings.Replace(scenario, "name: rbac-serve", "name: rbac-cluster", 1)), "-n", "firedrill-system", "apply", "-f", "-")
+	t.Cleanup(func() {
+		admin(nil, "-n", "firedrill-system", "delete", "scenario", "rbac-cluster", "--ignore-not-found")
+	})
+	cmd := exec.Command(firedrillBin, "serve", "--scenarios", dir, "--scenarios-from", "files,cluster", "--listen", "127.0.0.1:0", "--token-file", tokenFile,
 		"--history", filepath.Join(t.TempDir(), "history.db"), "--leader-elect", "--lease-namespace", "firedrill-system",
 		"--lease-name", lease, "--janitor-interval", "1m")
 	cmd.Env = append(os.Environ(), env...)
-	var stderr lockedBuffer
+	var stderr testkit.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -217,6 +236,10 @@ func servePasses(t *testing.T, env []string, scenario string, admin func([]byte,
 	if rec.Result != "passed" {
 		t.Errorf("the run triggered through serve: %+v\n%s", rec, stderr.String())
 	}
+	poll(t, 2*time.Minute, "the leader to write the Scenario's status", func() (bool, string) {
+		out := admin(nil, "-n", "firedrill-system", "get", "scenario", "rbac-cluster", "-o", `jsonpath={.status.conditions[?(@.type=="Valid")].status}`)
+		return string(out) == "True", string(out) + "\n" + stderr.String()
+	})
 	// The Lease was created by the ServiceAccount, in firedrill's namespace.
 	if holder := string(admin(nil, "-n", "firedrill-system", "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}")); holder == "" {
 		t.Errorf("Lease %s has no holder", lease)
@@ -295,20 +318,26 @@ func refusals(t *testing.T, kubeconfig string, as, admin func([]byte, ...string)
 		{"create", "customresourcedefinitions.apiextensions.k8s.io"},
 		{"create", "validatingwebhookconfigurations.admissionregistration.k8s.io"},
 		{"create", "persistentvolumes"},
-		{"create", "pods", "-n", "kube-system"},
 		{"create", "deployments.apps", "-n", "shop"},
 		{"create", "backups.velero.io", "-n", "shop"},
 		{"create", "leases.coordination.k8s.io", "-n", "kube-system"},
 		{"patch", "deployments.apps", "-n", "shop"},
+		{"update", "scenarios.firedrill.dev", "-n", "firedrill-system"},
+		{"create", "scenarios.firedrill.dev", "-n", "firedrill-system"},
+		{"delete", "scenarios.firedrill.dev", "-n", "firedrill-system"},
 	} {
 		if got := canI(c...); got != "no" {
 			t.Errorf("can-i %s: %q, want no", strings.Join(c, " "), got)
 		}
 	}
-	// What drills need is allowed, including namespace deletion, which RBAC cannot narrow.
+	// What drills need is allowed, including what RBAC cannot narrow: namespace deletion, and
+	// Pods and Jobs in any namespace (the admission policy refuses them: admissionRefusals).
 	for _, c := range [][]string{
 		{"create", "namespaces"}, {"delete", "namespaces"}, {"create", "backups.velero.io", "-n", "velero"},
 		{"create", "leases.coordination.k8s.io", "-n", "firedrill-system"}, {"list", "secrets", "-n", "shop"},
+		{"create", "pods", "-n", "kube-system"}, {"create", "jobs.batch", "-n", "kube-system"},
+		{"update", "configmaps", "-n", "kube-system"},
+		{"watch", "scenarios.firedrill.dev", "-n", "shop"}, {"update", "scenarios.firedrill.dev", "--subresource=status", "-n", "shop"},
 	} {
 		if got := canI(c...); got != "yes" {
 			t.Errorf("can-i %s: %q, want yes", strings.Join(c, " "), got)
@@ -332,9 +361,10 @@ func refusals(t *testing.T, kubeconfig string, as, admin func([]byte, ...string)
 		}
 	}
 
-	// RBAC allows deleting namespaces; firedrill's label guard is what keeps it to its own. An
-	// expired namespace that is not firedrill's (one of its two labels, not the other) survives
-	// the janitor run with this identity; a real expired scratch namespace is deleted.
+	// RBAC allows deleting namespaces; firedrill's label guard keeps it to its own (and the
+	// admission policy: admissionRefusals). An expired namespace that is not firedrill's (one of
+	// its two labels, not the other) survives the janitor run with this identity; a real expired
+	// scratch namespace is deleted.
 	suffix := fmt.Sprint(time.Now().UnixNano())
 	decoy, ours := "decoy-"+suffix, "drill-rbac-"+suffix
 	admin([]byte(fmt.Sprintf(`apiVersion: v1

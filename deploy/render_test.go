@@ -12,9 +12,6 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
-
-	"github.com/firedrill-dev/firedrill/sandbox"
-	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 )
 
 var overlays = []string{"kustomize/base", "kustomize/overlays/ha", "kustomize/overlays/etcd-access", "prometheus", "grafana"}
@@ -137,6 +134,7 @@ func TestManifestsAreLocked(t *testing.T) {
 					t.Errorf("no %s rendered", k)
 				}
 			}
+			checkAdmission(t, r, !strings.Contains(r.name, "no-admission"))
 		})
 	}
 }
@@ -158,9 +156,31 @@ func checkDeployment(t *testing.T, d map[string]any) {
 		t.Errorf("probes: %v %v", get(c, "readinessProbe"), get(c, "livenessProbe"))
 	}
 	args := fmt.Sprint(get(c, "args"))
-	for _, want := range []string{"serve", "--scenarios=/etc/firedrill/scenarios", "--listen=0.0.0.0:8080", "--token-file="} {
+	for _, want := range []string{"serve", "--scenarios=/etc/firedrill/scenarios", "--scenarios-from=files,cluster", "--listen=0.0.0.0:8080", "--token-file="} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %s lack %s", args, want)
+		}
+	}
+	// Every file a flag names is in a volume the container mounts (a Secret the chart only
+	// references must still be mounted to be read).
+	var mounts []string
+	for _, m := range get(c, "volumeMounts").([]any) {
+		mounts = append(mounts, fmt.Sprint(get(m, "mountPath"))+"/")
+	}
+	tls := false
+	for _, a := range get(c, "args").([]any) {
+		flag, path, ok := strings.Cut(fmt.Sprint(a), "=")
+		if !ok || !strings.HasPrefix(path, "/") || flag == "--listen" {
+			continue
+		}
+		if !slices.ContainsFunc(mounts, func(m string) bool { return strings.HasPrefix(path+"/", m) }) {
+			t.Errorf("%s names %s, which no volume mount holds (mounts %v)", flag, path, mounts)
+		}
+		tls = tls || flag == "--tls-cert-file"
+	}
+	for _, probe := range []string{"readinessProbe", "livenessProbe"} {
+		if scheme := get(c, probe, "httpGet", "scheme"); tls != (scheme == "HTTPS") {
+			t.Errorf("%s scheme %v with TLS %v", probe, scheme, tls)
 		}
 	}
 	replicas, _ := get(d, "spec", "replicas").(float64)
@@ -272,7 +292,7 @@ func TestScenariosInManifestsValidate(t *testing.T) {
 // kinds are checked too; the Namespace is created for real (dry-run objects in a namespace that
 // does not exist are refused).
 func TestDryRunOnAPIServer(t *testing.T) {
-	sb := sandboxtest.Shared(t, sandbox.Options{Velero: true})
+	sb := deploySandbox(t)
 	kubectl := kubectlFor(t, sb.Kubeconfig())
 	kubectl(nil, "apply", "--server-side", "-f", "testdata/monitoring-crds.yaml")
 	kubectl(nil, "wait", "--for=condition=Established", "--timeout=2m",
@@ -339,4 +359,9 @@ func TestHelmLint(t *testing.T) {
 	if err == nil || !strings.Contains(string(errOut), "needs history.store=postgres") {
 		t.Errorf("two replicas on SQLite rendered: %v %s", err, errOut)
 	}
+	_, errOut, err = runErr(nil, helm, "template", "x", "helm/firedrill", "--kube-version", "1.29.0")
+	if err == nil || !strings.Contains(string(errOut), "admissionPolicy needs Kubernetes 1.30") {
+		t.Errorf("the admission policy rendered for Kubernetes 1.29: %v %s", err, errOut)
+	}
+	run(t, nil, helm, "template", "x", "helm/firedrill", "--kube-version", "1.29.0", "--set", "admissionPolicy.enabled=false")
 }

@@ -13,31 +13,72 @@ import (
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
-// Driver carries out the parts of a run that depend on the kind of backup. Its errors end the
-// run as Error unless wrapped with Fail, which says the backup itself is not good enough.
+// Driver drills one kind of backup. The CLI and the service register one per kind in a
+// Registry; the engine knows nothing else of etcd, Velero or any other backup.
 type Driver interface {
-	// Preflight checks, changing nothing, that the drill can run: sources reachable, tools there,
-	// the restore target confirmed scratch.
-	Preflight(ctx context.Context, rc *RunContext) error
-	// Backup takes or locates the backup and describes it; CreatedAt is the age of its data.
-	Backup(ctx context.Context, rc *RunContext) (BackupRecord, error)
-	// Restore restores the backup into the scratch target.
-	Restore(ctx context.Context, rc *RunContext) error
-	// Verify runs every check against the restored target; what they find goes in the records.
-	Verify(ctx context.Context, rc *RunContext) []CheckRecord
-	// NotVerified returns the checks as they stand when Verify could not run (skipped, or judged
-	// already, like a snapshot's integrity).
-	NotVerified(reason string) []CheckRecord
-	// Cleanup removes what the run created. keep asks to leave scratch resources for inspection;
-	// the driver says where they are. It runs with its own context, even after an interrupt.
-	Cleanup(ctx context.Context, rc *RunContext, keep bool) error
-	// Plan describes what a run would do, without doing it.
-	Plan() Plan
+	// Kind is the scenario's spec.backup field this driver drills: "etcd", "velero".
+	Kind() string
+	// NewRun prepares one drill of sc and returns its state, which lives only as long as that run.
+	// An error says the scenario cannot be drilled as written (a check that does not apply), before
+	// anything was touched.
+	NewRun(sc *scenarios.Scenario, rc *RunContext) (Run, error)
 }
 
-// Targeter is implemented by drivers that can say where they restored; the runner records it.
-type Targeter interface {
+// Run is one drill by one driver. The engine calls Preflight, Backup, Restore and Checks in
+// order while each succeeds, and Cleanup always, on its own clock. Errors end the run as Error
+// unless wrapped with Fail (the backup itself is not good enough) or Refuse (unsafe as asked).
+type Run interface {
+	// Preflight checks, changing nothing, that the drill can run: sources reachable, tools there,
+	// the restore target confirmed scratch.
+	Preflight(ctx context.Context) error
+	// Backup takes or locates the backup and describes it; CreatedAt is the age of its data.
+	Backup(ctx context.Context) (BackupRecord, error)
+	// Restore restores the backup into the scratch target.
+	Restore(ctx context.Context) error
+	// Checks binds the scenario's checks, in order, to what this run restored. With restored false
+	// the restore did not complete: a check that can still be judged (an etcd snapshot's integrity,
+	// once inspected) keeps its Run; the others have none and are recorded as skipped.
+	Checks(restored bool) []Check
+	// Target says where the backup was restored; nil when the restore did not start.
 	Target() *TargetRecord
+	// Cleanup removes what the run created. keep asks to leave scratch resources for inspection;
+	// the run says where they are. It runs with its own context, even after an interrupt.
+	Cleanup(ctx context.Context, keep bool) error
+	// Plan adds what the run would do to p: the backup (the one chosen, after a preflight), where
+	// it restores, how it isolates, what cleanup removes and what it writes outside its target.
+	// The engine adds the checks, objectives and cleanup policy.
+	Plan(p *Plan)
+}
+
+// Grouped is implemented by a Run that restores in ordered groups (a Velero drill's
+// spec.restore.order): each group is restored and its checks pass before the next one starts.
+// The engine then calls RestoreGroup for each group instead of Restore, and Checks only for the
+// checks of the whole, after the last group; RTO runs from the first group's restore to the last
+// check. A group that does not restore or pass stops the run there: the groups after it are
+// skipped, saying why.
+type Grouped interface {
+	// Groups names the groups in order; none means the run is not grouped.
+	Groups() []string
+	RestoreGroup(ctx context.Context, i int) error
+	// GroupChecks binds group i's checks, as Checks does.
+	GroupChecks(i int, restored bool) []Check
+}
+
+// Check is one of a scenario's checks bound to what a run restored.
+type Check struct {
+	Name, Type string
+	// Description says what the check proves, for plans.
+	Description string
+	// Run carries the check out. Nil when it cannot be judged (the restore did not complete).
+	Run func(ctx context.Context) CheckOutcome
+}
+
+// CheckOutcome is what a check found: a result (Passed, Failed, Error), a message a person can act
+// on, and the measured values behind it.
+type CheckOutcome struct {
+	Result   Result
+	Message  string
+	Evidence map[string]any
 }
 
 // RunContext is what a driver knows about the run it serves.
@@ -47,6 +88,29 @@ type RunContext struct {
 	Progress Progress
 	// WorkDir is a private directory for the run's files, removed at cleanup unless kept.
 	WorkDir string
+	// Seed, when set, repeats an earlier random choice of the backup (latestFrom.select: random,
+	// firedrill run --seed); nil draws a fresh one.
+	Seed *uint64
+	// Expires is when nothing of the run can still be in use: its timeout, its cleanup's and an
+	// hour to spare after its start. What the run creates outside WorkDir carries it (the
+	// annotation firedrill.dev/expires), and the janitor removes it after that.
+	Expires time.Time
+}
+
+// ExpiryMargin is what RunContext.Expires adds to a run's timeouts.
+const ExpiryMargin = time.Hour
+
+// Expiry is rc.Expires or, for a RunContext made without one, the scenario's timeout (default
+// 30m) and ExpiryMargin from now.
+func (rc *RunContext) Expiry() time.Time {
+	if !rc.Expires.IsZero() {
+		return rc.Expires
+	}
+	timeout := 30 * time.Minute
+	if rc.Scenario != nil && rc.Scenario.Spec.Timeout.Duration > 0 {
+		timeout = rc.Scenario.Spec.Timeout.Duration
+	}
+	return time.Now().Add(timeout + ExpiryMargin)
 }
 
 // Progress receives what a run is doing, for live display.
@@ -120,24 +184,4 @@ func NewRunID(now time.Time) string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
-}
-
-// Plan is what a run would do, for `firedrill plan`.
-type Plan struct {
-	Scenario   string      `json:"scenario"`
-	Backup     []string    `json:"backup"`
-	Restore    []string    `json:"restore"`
-	Isolation  []string    `json:"isolation"`
-	Checks     []PlanCheck `json:"checks"`
-	Objectives []string    `json:"objectives"`
-	Cleanup    []string    `json:"cleanup"`
-	// Writes lists everything the run would write outside its scratch target.
-	Writes []string `json:"writes"`
-}
-
-// PlanCheck is one check as a plan shows it.
-type PlanCheck struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"`
-	Description string `json:"description"`
 }

@@ -89,6 +89,63 @@ type BackupRecord struct {
 	Version    string     `json:"version,omitempty"`
 	CreatedAt  *time.Time `json:"createdAt,omitempty"`
 	SelectedBy string     `json:"selectedBy,omitempty"` // how the newest was chosen (mtime, ...)
+	// Volumes are the pod volumes whose files the backup copied (Velero's file-system backup).
+	Volumes []VolumeRecord `json:"volumes,omitempty"`
+	// Selection is how the backup was chosen among those its source holds (latestFrom), also when
+	// none could be: the evidence that the choice was not cherry-picked, and how to repeat it.
+	Selection *SelectionRecord `json:"selection,omitempty"`
+}
+
+// SelectionRecord is how a drill chose its backup: the candidates, in the order the choice
+// indexes, and the method, window and seed that chose among them.
+type SelectionRecord struct {
+	Method string `json:"method"`           // latest, random
+	Window string `json:"window,omitempty"` // as the scenario wrote it: 7d; empty: no window
+	// NotBefore is the window's start: candidates were made at or after it.
+	NotBefore *time.Time `json:"notBefore,omitempty"`
+	// Seed chose a random candidate: Chosen is Seed mod CandidateCount. At most 2^53-1, so that
+	// it stays exact where JSON numbers are doubles (jq, JavaScript).
+	Seed *uint64 `json:"seed,omitempty"`
+	// SeedGiven says the operator gave the seed (firedrill run --seed) rather than firedrill
+	// drawing it: a choice someone could have steered.
+	SeedGiven bool `json:"seedGiven,omitempty"`
+	// CandidateCount is how many usable backups the window held; Candidates lists the first
+	// MaxRecorded of them, newest first (of equal times, the name that sorts last first).
+	CandidateCount int                  `json:"candidateCount"`
+	Candidates     []SelectionCandidate `json:"candidates"`
+	// Chosen indexes the candidates (also past those listed); nil when there was none. Backup names
+	// the one chosen.
+	Chosen *int   `json:"chosen,omitempty"`
+	Backup string `json:"backup,omitempty"`
+	// PassedOver are the backups within the window that are no candidates, and why (a Velero
+	// backup that failed, expired or is being deleted); at most MaxRecorded.
+	PassedOver []string `json:"passedOver,omitempty"`
+	// Reproduce says how to repeat the choice.
+	Reproduce string `json:"reproduce,omitempty"`
+}
+
+// SelectionCandidate is one backup a drill could have chosen.
+type SelectionCandidate struct {
+	Name string `json:"name"`
+	// CreatedAt places it in the window: a file's mtime, an object's LastModified, a Velero
+	// backup's start.
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// MaxRecorded bounds the lists of a SelectionRecord, so that a source of thousands of backups
+// does not make every record as large.
+const MaxRecorded = 100
+
+// VolumeRecord is one pod volume's files copied by a backup or a restore (a Velero
+// PodVolumeBackup or PodVolumeRestore).
+type VolumeRecord struct {
+	Name      string  `json:"name"`
+	Namespace string  `json:"namespace"`
+	Pod       string  `json:"pod"`
+	Volume    string  `json:"volume"`
+	Phase     string  `json:"phase"`
+	Bytes     int64   `json:"bytes"`
+	Seconds   float64 `json:"seconds,omitempty"`
 }
 
 // TargetRecord is where a run restored the backup.
@@ -103,20 +160,35 @@ type TargetRecord struct {
 	Endpoints []string `json:"endpoints,omitempty"`
 	// Kept says the scratch resources were left for inspection by the cleanup policy.
 	Kept bool `json:"kept,omitempty"`
+	// Volumes are the pod volumes whose files the restore copied back.
+	Volumes []VolumeRecord `json:"volumes,omitempty"`
 }
 
 // StepRecord is one step of a run: preflight, backup, restore, verify, cleanup, record.
 type StepRecord struct {
-	Name       string     `json:"name"`
+	Name string `json:"name"`
+	// Group is the restore group a restore or verify step belongs to (spec.restore.order).
+	Group      string     `json:"group,omitempty"`
 	Result     Result     `json:"result"`
 	StartedAt  time.Time  `json:"startedAt"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
 	Message    string     `json:"message,omitempty"`
 }
 
+// Label names the step for people: "restore" or, in a group, "restore (database)".
+func (s StepRecord) Label() string {
+	if s.Group == "" {
+		return s.Name
+	}
+	return s.Name + " (" + s.Group + ")"
+}
+
 // CheckRecord is the outcome of one check, with the measured values that back it.
 type CheckRecord struct {
-	Name     string         `json:"name"`
+	Name string `json:"name"`
+	// Group is the restore group the check belongs to (spec.restore.order); empty for the checks
+	// of the whole drill.
+	Group    string         `json:"group,omitempty"`
 	Type     string         `json:"type"`
 	Result   Result         `json:"result"`
 	Message  string         `json:"message"`

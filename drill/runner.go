@@ -45,6 +45,8 @@ type Runner struct {
 	PreflightTimeout, CleanupTimeout time.Duration
 	// HeartbeatEvery is how often a running record is updated; default 15s.
 	HeartbeatEvery time.Duration
+	// Seed repeats an earlier random choice of the backup (see RunContext.Seed).
+	Seed *uint64
 }
 
 // ErrRecord wraps a failure to store the run's evidence.
@@ -72,11 +74,24 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 	}
 	rec := run.rec
 
-	workDir, err := os.MkdirTemp(r.WorkRoot, "firedrill-"+rec.ID+"-")
+	timeout := sc.Spec.Timeout.Duration
+	if timeout <= 0 {
+		timeout = 30 * time.Minute
+	}
+	cleanupTimeout := orDuration(r.CleanupTimeout, 5*time.Minute)
+
+	workDir, err := os.MkdirTemp(r.WorkRoot, WorkDirPrefix+rec.ID+"-")
 	if err != nil {
 		return rec, fmt.Errorf("create work directory: %w", err)
 	}
-	rc := &RunContext{ID: rec.ID, Scenario: sc, Progress: progress, WorkDir: workDir}
+	// The owner file lets the janitor remove the directory once this process is gone (a crash).
+	owner := Owner{Run: rec.ID, Scenario: sc.Metadata.Name, Runner: ownerProcess(r.Runner), StartedAt: rec.StartedAt}
+	if err := WriteOwner(workDir, owner); err != nil {
+		os.RemoveAll(workDir)
+		return rec, fmt.Errorf("create work directory: %w", err)
+	}
+	rc := &RunContext{ID: rec.ID, Scenario: sc, Progress: progress, WorkDir: workDir,
+		Expires: rec.StartedAt.Add(timeout + cleanupTimeout + ExpiryMargin), Seed: r.Seed}
 
 	if run.recorder != nil {
 		if err := run.recorder.Begin(ctx, run.copy()); err != nil {
@@ -86,11 +101,13 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 		stop := run.heartbeat(ctx, orDuration(r.HeartbeatEvery, 15*time.Second))
 		defer stop()
 	}
-
-	timeout := sc.Spec.Timeout.Duration
-	if timeout <= 0 {
-		timeout = 30 * time.Minute
+	// A driver that cannot drill the scenario as written touched nothing: the run is refused at
+	// its preflight, and still recorded.
+	dr, newErr := d.NewRun(sc, rc)
+	if newErr != nil {
+		dr = unstarted{}
 	}
+
 	runCtx, cancel := context.WithTimeoutCause(ctx, timeout,
 		fmt.Errorf("drill timed out after %s (spec.timeout)", timeout))
 	defer cancel()
@@ -99,32 +116,63 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 		restoreStart, verifyEnd time.Time
 		stepErr                 error // the first step that did not complete
 	)
-	stepErr = run.step(runCtx, StepPreflight, orDuration(r.PreflightTimeout, 2*time.Minute), func(ctx context.Context) error {
-		return d.Preflight(ctx, rc)
+	stepErr = run.step(runCtx, StepPreflight, "", orDuration(r.PreflightTimeout, 2*time.Minute), func(ctx context.Context) error {
+		if newErr != nil {
+			return Refuse(fmt.Errorf("scenario %s: %w", sc.Metadata.Name, newErr))
+		}
+		return dr.Preflight(ctx)
 	})
 	if stepErr == nil {
-		stepErr = run.step(runCtx, StepBackup, 0, func(ctx context.Context) error {
-			b, err := d.Backup(ctx, rc)
+		stepErr = run.step(runCtx, StepBackup, "", 0, func(ctx context.Context) error {
+			b, err := dr.Backup(ctx)
 			run.mu.Lock()
 			rec.Backup = b
 			run.mu.Unlock()
 			return err
 		})
 	}
-	if stepErr == nil {
-		restoreStart = now()
-		stepErr = run.step(runCtx, StepRestore, 0, func(ctx context.Context) error { return d.Restore(ctx, rc) })
+	grouped, _ := dr.(Grouped)
+	if grouped != nil && len(grouped.Groups()) == 0 {
+		grouped = nil
 	}
 	var checks []CheckRecord
-	if stepErr == nil {
-		_ = run.step(runCtx, StepVerify, 0, func(ctx context.Context) error {
-			checks = d.Verify(ctx, rc)
-			return checksError(checks)
+	groupsRan := false
+	switch {
+	case stepErr == nil && grouped != nil:
+		restoreStart = now()
+		checks, stepErr = run.groups(runCtx, grouped)
+		groupsRan = true
+	case stepErr == nil:
+		restoreStart = now()
+		stepErr = run.step(runCtx, StepRestore, "", 0, func(ctx context.Context) error { return dr.Restore(ctx) })
+	case grouped != nil:
+		// Nothing was restored: every group's checks are skipped with the reason.
+		for i, g := range grouped.Groups() {
+			checks = append(checks, inGroup(g, runChecks(context.WithoutCancel(runCtx), grouped.GroupChecks(i, false), progress,
+				fmt.Sprintf("not run: the %s step did not complete", run.lastStep())))...)
+		}
+	}
+	switch final := dr.Checks(stepErr == nil); {
+	case stepErr == nil && (grouped == nil || len(final) > 0):
+		var more []CheckRecord
+		_ = run.step(runCtx, StepVerify, "", 0, func(ctx context.Context) error {
+			more = runChecks(ctx, final, progress, "")
+			return checksError(more)
 		})
+		checks = append(checks, more...)
 		verifyEnd = now()
-	} else {
-		checks = d.NotVerified(fmt.Sprintf("not run: the %s step did not complete", run.lastStep()))
-		run.skip(StepVerify, "skipped: "+run.lastStep()+" did not complete")
+	case stepErr == nil:
+		verifyEnd = now() // every group passed and there are no checks of the whole
+	default:
+		// What can be judged without a restore still is; the rest is skipped, saying why.
+		why := fmt.Sprintf("the %s step did not complete", run.lastStep())
+		if groupsRan {
+			why = stepErr.Error() // names the group the run stopped at
+		}
+		checks = append(checks, runChecks(context.WithoutCancel(runCtx), dr.Checks(false), progress, "not run: "+why)...)
+		if grouped == nil || len(final) > 0 {
+			run.skip(StepVerify, "", "skipped: "+why)
+		}
 	}
 	run.mu.Lock()
 	rec.Checks = checks
@@ -144,24 +192,34 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 	}
 
 	keep := keepScratch(sc.Spec.Cleanup.Policy, result)
-	if t, ok := d.(Targeter); ok && !restoreStart.IsZero() {
-		if tr := t.Target(); tr != nil {
+	if !restoreStart.IsZero() {
+		if tr := dr.Target(); tr != nil {
 			tr.Kept = keep
 			run.mu.Lock()
 			rec.Target = tr
 			run.mu.Unlock()
 		}
 	}
-	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), orDuration(r.CleanupTimeout, 5*time.Minute))
-	cleanupErr := run.step(cleanupCtx, StepCleanup, 0, func(ctx context.Context) error {
-		err := d.Cleanup(ctx, rc, keep)
+	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	cleanupErr := run.step(cleanupCtx, StepCleanup, "", 0, func(ctx context.Context) error {
+		err := dr.Cleanup(ctx, keep)
 		if !keep {
 			if rmErr := os.RemoveAll(workDir); rmErr != nil && err == nil {
 				err = fmt.Errorf("remove work directory %s: %w", workDir, rmErr)
 			}
-		} else {
-			progress.Note("kept for inspection (cleanup policy " + string(sc.Spec.Cleanup.Policy) + "): " + workDir)
+			return err
 		}
+		// Kept: the janitor leaves it until keepFor has passed, as the scratch resources.
+		keepFor := sc.Spec.Cleanup.KeepFor.Duration
+		if keepFor <= 0 {
+			keepFor = scenarios.DefaultKeepFor
+		}
+		until := now().Add(keepFor).UTC()
+		owner.KeptUntil = &until
+		if werr := WriteOwner(workDir, owner); werr != nil && err == nil {
+			err = fmt.Errorf("keep work directory: %w", werr)
+		}
+		progress.Note("kept for inspection (cleanup policy " + string(sc.Spec.Cleanup.Policy) + ") until " + until.Format(time.RFC3339) + ": " + workDir)
 		return err
 	})
 	cancelCleanup()
@@ -208,6 +266,107 @@ func (r *Runner) Run(ctx context.Context, sc *scenarios.Scenario, d Driver) (*Re
 	return rec, nil
 }
 
+// groups restores a Grouped run's groups in order, each followed by its checks; the first group
+// that does not restore, or whose checks do not pass, stops the run there and the groups after it
+// are skipped, saying why. It returns every group's check records and the error that stopped it.
+func (r *run) groups(ctx context.Context, g Grouped) ([]CheckRecord, error) {
+	var checks []CheckRecord
+	var stop error // what ended the run: decides its result
+	var why string // the same, said to the groups it skips
+	for i, name := range g.Groups() {
+		if stop != nil {
+			r.skip(StepRestore, name, "skipped: "+why)
+			checks = append(checks, inGroup(name, runChecks(context.WithoutCancel(ctx), g.GroupChecks(i, false), r.progress, "not run: "+why))...)
+			continue
+		}
+		if err := r.step(ctx, StepRestore, name, 0, func(ctx context.Context) error { return g.RestoreGroup(ctx, i) }); err != nil {
+			stop = fmt.Errorf("stopped at group %s: restore: %w", name, err)
+			why = stop.Error()
+			checks = append(checks, inGroup(name, runChecks(context.WithoutCancel(ctx), g.GroupChecks(i, false), r.progress, "not run: "+why))...)
+			continue
+		}
+		var got []CheckRecord
+		verr := r.step(ctx, StepVerify, name, 0, func(ctx context.Context) error {
+			got = inGroup(name, runChecks(ctx, g.GroupChecks(i, true), r.progress, ""))
+			return checksError(got)
+		})
+		checks = append(checks, got...)
+		if verr != nil {
+			stop = groupStopped(name, got, verr)
+			why = stop.Error()
+		}
+	}
+	return checks, stop
+}
+
+// groupStopped is why a group's checks stop an ordered run: a failed check fails the drill (the
+// restored group does not work), one that could not be carried out makes it an error.
+func groupStopped(name string, checks []CheckRecord, err error) error {
+	for _, c := range checks {
+		if c.Result == Failed {
+			return Fail(fmt.Errorf("stopped at group %s: check %q failed: %s", name, c.Name, c.Message))
+		}
+	}
+	for _, c := range checks {
+		if c.Result == Error {
+			return fmt.Errorf("stopped at group %s: check %q could not be carried out: %s", name, c.Name, c.Message)
+		}
+	}
+	return fmt.Errorf("stopped at group %s: %w", name, err)
+}
+
+func inGroup(group string, checks []CheckRecord) []CheckRecord {
+	for i := range checks {
+		checks[i].Group = group
+	}
+	return checks
+}
+
+// runChecks runs each check in order, timed and panic-safe. A check without Run, or every check
+// when skipReason is set and it has none, is recorded as skipped with skipReason.
+func runChecks(ctx context.Context, checks []Check, progress Progress, skipReason string) []CheckRecord {
+	out := make([]CheckRecord, 0, len(checks))
+	for _, c := range checks {
+		if c.Run == nil {
+			out = append(out, CheckRecord{Name: c.Name, Type: c.Type, Result: Skipped, Message: orDefault(skipReason, "not run")})
+			continue
+		}
+		progress.Note("check: " + c.Name)
+		start := time.Now()
+		o := runCheck(ctx, c)
+		out = append(out, CheckRecord{Name: c.Name, Type: c.Type, Result: o.Result, Message: o.Message, Evidence: o.Evidence, Seconds: time.Since(start).Seconds()})
+	}
+	return out
+}
+
+// runCheck turns a panic inside a check into an Error outcome: one broken check must not kill the
+// process before cleanup.
+func runCheck(ctx context.Context, c Check) (o CheckOutcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			o = CheckOutcome{Result: Error, Message: fmt.Sprintf("internal error in check: %v", p)}
+		}
+	}()
+	o = c.Run(ctx)
+	switch o.Result {
+	case Passed, Failed, Error:
+	default:
+		o = CheckOutcome{Result: Error, Message: fmt.Sprintf("internal error in check: result %q is not passed, failed or error", o.Result), Evidence: o.Evidence}
+	}
+	return o
+}
+
+// unstarted stands for a run its driver could not prepare; the preflight refuses it.
+type unstarted struct{}
+
+func (unstarted) Preflight(context.Context) error              { return nil }
+func (unstarted) Backup(context.Context) (BackupRecord, error) { return BackupRecord{}, nil }
+func (unstarted) Restore(context.Context) error                { return nil }
+func (unstarted) Checks(bool) []Check                          { return nil }
+func (unstarted) Target() *TargetRecord                        { return nil }
+func (unstarted) Cleanup(context.Context, bool) error          { return nil }
+func (unstarted) Plan(*Plan)                                   {}
+
 // run is the mutable state of one Run, shared with the heartbeat.
 type run struct {
 	mu       sync.Mutex
@@ -219,13 +378,14 @@ type run struct {
 
 // step runs f as the named step with its own timeout (0: the parent's), recording it. A panic in a
 // driver becomes the step's error rather than killing the process before cleanup.
-func (r *run) step(ctx context.Context, name string, timeout time.Duration, f func(context.Context) error) (err error) {
+func (r *run) step(ctx context.Context, name, group string, timeout time.Duration, f func(context.Context) error) (err error) {
 	start := r.now().UTC()
 	r.mu.Lock()
-	r.rec.Steps = append(r.rec.Steps, StepRecord{Name: name, Result: Running, StartedAt: start})
+	r.rec.Steps = append(r.rec.Steps, StepRecord{Name: name, Group: group, Result: Running, StartedAt: start})
 	i := len(r.rec.Steps) - 1
+	label := r.rec.Steps[i].Label()
 	r.mu.Unlock()
-	r.progress.Step(name)
+	r.progress.Step(label)
 
 	sctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
@@ -264,15 +424,15 @@ func (r *run) step(ctx context.Context, name string, timeout time.Duration, f fu
 	r.rec.Steps[i].Result, r.rec.Steps[i].Message, r.rec.Steps[i].FinishedAt = res, msg, &end
 	r.mu.Unlock()
 	if err != nil {
-		r.progress.Note(fmt.Sprintf("%s: %s", name, msg))
+		r.progress.Note(fmt.Sprintf("%s: %s", label, msg))
 	}
 	return err
 }
 
-func (r *run) skip(name, msg string) {
+func (r *run) skip(name, group, msg string) {
 	now := r.now().UTC()
 	r.mu.Lock()
-	r.rec.Steps = append(r.rec.Steps, StepRecord{Name: name, Result: Skipped, StartedAt: now, FinishedAt: &now, Message: msg})
+	r.rec.Steps = append(r.rec.Steps, StepRecord{Name: name, Group: group, Result: Skipped, StartedAt: now, FinishedAt: &now, Message: msg})
 	r.mu.Unlock()
 }
 
@@ -281,7 +441,7 @@ func (r *run) lastStep() string {
 	defer r.mu.Unlock()
 	for i := len(r.rec.Steps) - 1; i >= 0; i-- {
 		if r.rec.Steps[i].Result != Passed && r.rec.Steps[i].Result != Skipped {
-			return r.rec.Steps[i].Name
+			return r.rec.Steps[i].Label()
 		}
 	}
 	return "previous"
@@ -310,8 +470,12 @@ func (r *run) heartbeat(ctx context.Context, every time.Duration) (stop func()) 
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				c := r.copy()
+				if c.Result != Running {
+					return // the run has its verdict; the final record, not a heartbeat, stores it
+				}
 				uctx, ucancel := context.WithTimeout(ctx, 10*time.Second)
-				_ = r.recorder.Update(uctx, r.copy())
+				_ = r.recorder.Update(uctx, c)
 				ucancel()
 			}
 		}

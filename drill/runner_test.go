@@ -13,19 +13,32 @@ import (
 )
 
 // fakeDriver scripts a driver's behaviour: the engine's bookkeeping (results, RTO/RPO, cleanup
-// always) is pure logic, tested here without servers; the etcd driver is tested for real.
+// always, the check loop) is pure logic, tested here without servers; the real drivers are tested
+// for real, against the sandbox, by drill/drilltest's contract suite.
 type fakeDriver struct {
-	preflight, backup, restore, cleanup error
-	checks                              []CheckRecord
-	dataAge                             time.Duration
-	block                               string // a step that waits for ctx to end
-	panicIn                             string
+	newRun, preflight, backup, restore, cleanup error
+	checks                                      []CheckRecord
+	dataAge                                     time.Duration
+	block                                       string // a step that waits for ctx to end
+	panicIn                                     string // a step, or a check's name
 
 	mu          sync.Mutex
 	cleanedUp   bool
 	keep        bool
 	workDirSeen string
 }
+
+func (f *fakeDriver) Kind() string { return "fake" }
+
+func (f *fakeDriver) NewRun(sc *scenarios.Scenario, rc *RunContext) (Run, error) {
+	f.workDirSeen = rc.WorkDir
+	if f.newRun != nil {
+		return nil, f.newRun
+	}
+	return fakeRun{f}, nil
+}
+
+type fakeRun struct{ f *fakeDriver }
 
 func (f *fakeDriver) act(ctx context.Context, step string, err error) error {
 	if f.panicIn == step {
@@ -38,29 +51,34 @@ func (f *fakeDriver) act(ctx context.Context, step string, err error) error {
 	return err
 }
 
-func (f *fakeDriver) Preflight(ctx context.Context, rc *RunContext) error {
-	f.workDirSeen = rc.WorkDir
-	return f.act(ctx, StepPreflight, f.preflight)
+func (r fakeRun) Preflight(ctx context.Context) error {
+	return r.f.act(ctx, StepPreflight, r.f.preflight)
 }
-func (f *fakeDriver) Backup(ctx context.Context, rc *RunContext) (BackupRecord, error) {
-	t := time.Now().Add(-f.dataAge)
-	return BackupRecord{Kind: "fake", CreatedAt: &t}, f.act(ctx, StepBackup, f.backup)
+func (r fakeRun) Backup(ctx context.Context) (BackupRecord, error) {
+	t := time.Now().Add(-r.f.dataAge)
+	return BackupRecord{Kind: "fake", CreatedAt: &t}, r.f.act(ctx, StepBackup, r.f.backup)
 }
-func (f *fakeDriver) Restore(ctx context.Context, rc *RunContext) error {
-	return f.act(ctx, StepRestore, f.restore)
+func (r fakeRun) Restore(ctx context.Context) error {
+	return r.f.act(ctx, StepRestore, r.f.restore)
 }
-func (f *fakeDriver) Verify(ctx context.Context, rc *RunContext) []CheckRecord {
-	_ = f.act(ctx, StepVerify, nil)
-	return f.checks
-}
-func (f *fakeDriver) NotVerified(reason string) []CheckRecord {
-	out := []CheckRecord{}
-	for _, c := range f.checks {
-		out = append(out, CheckRecord{Name: c.Name, Type: c.Type, Result: Skipped, Message: reason})
+func (r fakeRun) Checks(restored bool) []Check {
+	out := []Check{}
+	for _, c := range r.f.checks {
+		ck := Check{Name: c.Name, Type: c.Type, Description: "fake " + c.Name}
+		if restored {
+			ck.Run = func(ctx context.Context) CheckOutcome {
+				_ = r.f.act(ctx, StepVerify, nil)
+				_ = r.f.act(ctx, c.Name, nil)
+				return CheckOutcome{Result: c.Result, Message: c.Message, Evidence: c.Evidence}
+			}
+		}
+		out = append(out, ck)
 	}
 	return out
 }
-func (f *fakeDriver) Cleanup(ctx context.Context, rc *RunContext, keep bool) error {
+func (r fakeRun) Target() *TargetRecord { return &TargetRecord{Kind: "fake"} }
+func (r fakeRun) Cleanup(ctx context.Context, keep bool) error {
+	f := r.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cleanedUp, f.keep = true, keep
@@ -69,7 +87,7 @@ func (f *fakeDriver) Cleanup(ctx context.Context, rc *RunContext, keep bool) err
 	}
 	return f.cleanup
 }
-func (f *fakeDriver) Plan() Plan { return Plan{} }
+func (r fakeRun) Plan(p *Plan) { p.Backup = append(p.Backup, "fake backup") }
 
 type memRecorder struct {
 	mu                    sync.Mutex
@@ -175,6 +193,8 @@ func TestRunResults(t *testing.T) {
 			msg: "no etcd endpoint answers", steps: "preflight=error verify=skipped cleanup=passed record=passed", rtoIsNil: true, checkWant: Skipped},
 		{name: "panic in driver", d: &fakeDriver{checks: passing, panicIn: StepBackup}, want: Error, msg: "backup: internal error: boom in backup",
 			steps: "preflight=passed backup=error verify=skipped cleanup=passed record=passed", rtoIsNil: true},
+		{name: "panic in a check", d: &fakeDriver{checks: passing, panicIn: "b"}, want: Error, msg: `check "b" could not be carried out: internal error in check: boom in b`,
+			steps: "preflight=passed backup=passed restore=passed verify=error cleanup=passed record=passed", rtoIsNil: true},
 		{name: "timeout", d: &fakeDriver{checks: passing, block: StepRestore}, sc: func() *scenarios.Scenario {
 			s := scenario(0, 0, scenarios.CleanupAlways)
 			s.Spec.Timeout.Duration = 50 * time.Millisecond
@@ -227,6 +247,23 @@ func TestRunResults(t *testing.T) {
 				os.RemoveAll(tc.d.workDirSeen)
 			}
 		})
+	}
+}
+
+// A scenario its driver cannot drill is refused before anything is touched, and still recorded.
+func TestRunRefusesWhatTheDriverCannotDrill(t *testing.T) {
+	t.Parallel()
+	rec := &memRecorder{}
+	d := &fakeDriver{checks: passing, newRun: errors.New("job does not check an etcd snapshot")}
+	got, err := (&Runner{Recorder: rec}).Run(context.Background(), scenario(0, 0, scenarios.CleanupAlways), d)
+	if !IsRefusal(err) || !strings.Contains(err.Error(), "scenario fake: job does not check an etcd snapshot") {
+		t.Fatalf("err %v, want a refusal naming the scenario", err)
+	}
+	if got.Result != Error || stepResults(got) != "preflight=error verify=skipped cleanup=passed record=passed" || len(rec.final) != 1 {
+		t.Errorf("result %s, steps %s, recorded %d", got.Result, stepResults(got), len(rec.final))
+	}
+	if _, err := os.Stat(d.workDirSeen); !os.IsNotExist(err) {
+		t.Errorf("work dir left: %v", err)
 	}
 }
 
@@ -289,5 +326,107 @@ func TestNewRunIDSortsByTime(t *testing.T) {
 	b := NewRunID(time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC))
 	if !strings.HasPrefix(a, "20260102-030405-") || len(a) != len("20260102-030405-abcdef") || a >= b {
 		t.Errorf("ids %s %s", a, b)
+	}
+}
+
+// groupedRun restores in groups; a group named in failGroup fails its check, one in brokenGroup
+// does not restore.
+type groupedRun struct {
+	fakeRun
+	names                  []string
+	failGroup, brokenGroup string
+	restored               *[]string
+}
+
+func (g groupedRun) Groups() []string { return g.names }
+func (g groupedRun) RestoreGroup(ctx context.Context, i int) error {
+	if g.names[i] == g.brokenGroup {
+		return errors.New("velero restore failed")
+	}
+	*g.restored = append(*g.restored, g.names[i])
+	return nil
+}
+func (g groupedRun) GroupChecks(i int, restored bool) []Check {
+	c := Check{Name: g.names[i] + " answers", Type: "tcp"}
+	if restored {
+		res := Passed
+		if g.names[i] == g.failGroup {
+			res = Failed
+		}
+		c.Run = func(context.Context) CheckOutcome {
+			return CheckOutcome{Result: res, Message: "connection " + string(res)}
+		}
+	}
+	return []Check{c}
+}
+
+type groupedDriver struct {
+	fakeDriver
+	run groupedRun
+}
+
+func (d *groupedDriver) NewRun(sc *scenarios.Scenario, rc *RunContext) (Run, error) {
+	d.workDirSeen = rc.WorkDir
+	d.run.fakeRun = fakeRun{&d.fakeDriver}
+	return d.run, nil
+}
+
+func TestRunGroupsInOrder(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, fail, broken string
+		want               Result
+		restored, steps    string
+		msg                string
+		checks             string
+	}{
+		{name: "all pass", want: Passed, restored: "database app",
+			steps:  "preflight=passed backup=passed restore(database)=passed verify(database)=passed restore(app)=passed verify(app)=passed verify=passed cleanup=passed record=passed",
+			checks: "database/database answers=passed app/app answers=passed /a=passed"},
+		{name: "first group's check fails", fail: "database", want: Failed, restored: "database", msg: `stopped at group database: check "database answers" failed`,
+			steps:  "preflight=passed backup=passed restore(database)=passed verify(database)=failed restore(app)=skipped verify=skipped cleanup=passed record=passed",
+			checks: "database/database answers=failed app/app answers=skipped /a=skipped"},
+		{name: "first group does not restore", broken: "database", want: Error, restored: "", msg: "velero restore failed",
+			steps:  "preflight=passed backup=passed restore(database)=error restore(app)=skipped verify=skipped cleanup=passed record=passed",
+			checks: "database/database answers=skipped app/app answers=skipped /a=skipped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var restored []string
+			d := &groupedDriver{fakeDriver: fakeDriver{checks: []CheckRecord{{Name: "a", Type: "t", Result: Passed}}},
+				run: groupedRun{names: []string{"database", "app"}, failGroup: tc.fail, brokenGroup: tc.broken, restored: &restored}}
+			got, err := (&Runner{}).Run(context.Background(), scenario(time.Hour, 0, scenarios.CleanupAlways), d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var steps, checks []string
+			for _, s := range got.Steps {
+				steps = append(steps, strings.ReplaceAll(s.Label(), " (", "(")+"="+string(s.Result))
+			}
+			for _, c := range got.Checks {
+				checks = append(checks, c.Group+"/"+c.Name+"="+string(c.Result))
+			}
+			if got.Result != tc.want || !strings.Contains(got.Message, tc.msg) || strings.Join(restored, " ") != tc.restored {
+				t.Errorf("result %s %q, restored %v", got.Result, got.Message, restored)
+			}
+			if s := strings.Join(steps, " "); s != tc.steps {
+				t.Errorf("steps %s\n want %s", s, tc.steps)
+			}
+			if c := strings.Join(checks, " "); c != tc.checks {
+				t.Errorf("checks %s\n want %s", c, tc.checks)
+			}
+			if (got.RTOSeconds != nil) != (tc.want == Passed) {
+				t.Errorf("RTO %v for a %s run", got.RTOSeconds, got.Result)
+			}
+			// Whatever was not run says where the run stopped.
+			for _, c := range got.Checks {
+				if c.Result == Skipped && !strings.Contains(c.Message, tc.msg) {
+					t.Errorf("check %s/%s skipped with %q, which does not say %q", c.Group, c.Name, c.Message, tc.msg)
+				}
+			}
+			if !d.cleanedUp {
+				t.Error("cleanup did not run")
+			}
+		})
 	}
 }

@@ -7,9 +7,10 @@ bin=$root/bin
 dir=${DEMO_DIR:-$root/.sandbox/demo}
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-step "Starting a sandbox with Velero in $dir (real etcd, kube-apiserver, controllers, kwok nodes, S3, Velero)"
+step "Starting a sandbox in $dir (real etcd, kube-apiserver, controllers, a real node with containerd and NetworkPolicy enforced, S3, Velero with its node-agent)"
 "$bin/firedrill" sandbox down --dir "$dir" >/dev/null 2>&1 || true
-"$bin/firedrill" sandbox up --velero --dir "$dir"
+# --real-node: the demo proves restored data and running software, which needs containers that run.
+"$bin/firedrill" sandbox up --velero --real-node --network-policy --dir "$dir"
 trap 'step "Stopping the sandbox"; "$bin/firedrill" sandbox down --dir "$dir"' EXIT
 # shellcheck disable=SC1091
 source "$dir/env"
@@ -19,8 +20,11 @@ kubectl apply -f "$root/hack/demo/shop.yaml"
 
 step "Waiting for the shop to run"
 kubectl -n shop rollout status deployment/web --timeout=120s
-kubectl -n shop rollout status statefulset/db --timeout=120s
-kubectl -n shop wait --for=jsonpath='{.status.phase}'=Bound pvc/data-db-0 --timeout=60s
+kubectl -n shop rollout status statefulset/orders --timeout=180s
+
+step "Shoppers place 42 orders (kept in SQLite on the orders volume)"
+kubectl -n shop exec orders-0 -- /orders add --db /data/orders.db --count 42
+echo "production holds $(kubectl -n shop exec orders-0 -- /orders count --db /data/orders.db) orders"
 
 step "The shop"
 kubectl -n shop get deployments,statefulsets,pods,services,ingresses,cronjobs,pvc,configmaps,secrets
@@ -36,7 +40,7 @@ export FIREDRILL_HISTORY=$dir/history.db
 "$bin/firedrill" plan "$drill"
 "$bin/firedrill" run "$drill"
 
-step "A Velero drill of the shop: back it up, restore it into isolated scratch namespaces, check, clean up"
+step "A Velero drill of the shop: back up its objects and its volume's files, restore them into isolated scratch namespaces, prove the data and the copy's isolation, clean up"
 "$bin/firedrill" plan "$root/hack/demo/velero-drill.yaml"
 "$bin/firedrill" run "$root/hack/demo/velero-drill.yaml"
 echo "The shop itself was not touched:"
@@ -47,4 +51,4 @@ kubectl get namespaces -l app.kubernetes.io/managed-by=firedrill
 step "The drills' records in the history ($FIREDRILL_HISTORY)"
 "$bin/firedrill" history
 
-step "Demo done. Try it yourself: firedrill sandbox up --velero; eval \"\$(firedrill sandbox env)\"; kubectl get nodes"
+step "Demo done. Try it yourself: firedrill sandbox up --velero --network-policy; eval \"\$(firedrill sandbox env)\"; kubectl get nodes"

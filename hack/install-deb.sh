@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs a command the tests need from Debian's packages, when it is not on PATH already:
 #   hack/install-deb.sh PACKAGE COMMAND [OTHER_NAME...]
-# e.g. `chromium chromium chromium-browser` for the browser tests (server/, report/) and
-# `prometheus promtool` for deploy/'s alert tests. Idempotent; only the distribution's package
+# e.g. `chromium chromium chromium-browser` for the browser tests (server/, report/),
+# `prometheus promtool` for deploy/'s alert tests, `nftables nft` for the sandbox's real node.
+# A COMMAND with a slash is a file the package installs (`libseccomp-dev /usr/include/seccomp.h`). Idempotent; only the distribution's package
 # registry is used (nothing else is reachable from CI). Needs root or sudo, and apt-get.
 set -euo pipefail
 
@@ -14,8 +15,18 @@ pkg=$1
 shift
 cmd=$1
 
+# have NAME: the path of a command on PATH (or in /usr/sbin, where Debian puts iptables and
+# friends and a non-root PATH may not look), or of a file given by its path.
+have() {
+  if [[ $1 == */* ]]; then
+    [[ -e $1 ]] && echo "$1"
+  else
+    command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; }
+  fi
+}
+
 for name in "$@"; do
-  if path=$(command -v "$name" 2>/dev/null); then
+  if path=$(have "$name"); then
     echo "install-deb: $name already installed at $path; nothing to do"
     exit 0
   fi
@@ -44,8 +55,12 @@ echo "install-deb: $cmd not found; running apt-get update"
 echo "install-deb: running apt-get install -y $pkg"
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "$pkg"
 
-if ! path=$(command -v "$cmd" 2>/dev/null); then
+if ! path=$(have "$cmd"); then
   echo "install-deb: apt-get install $pkg succeeded but $cmd is still not on PATH" >&2
   exit 1
 fi
-echo "install-deb: installed $path ($("$path" --version 2>/dev/null | head -1 || echo 'version unknown'))"
+if [[ $cmd == */* ]]; then
+  echo "install-deb: installed $path"
+else
+  echo "install-deb: installed $path ($("$path" --version 2>/dev/null | head -1 || echo 'version unknown'))"
+fi

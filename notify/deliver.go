@@ -23,6 +23,7 @@ type receiver struct {
 	format string // webhooks only
 	url    string // secret: never logged
 	name   string // scheme://host, what logs show
+	match  Match  // the scenarios it hears about
 	wake   chan struct{}
 
 	mu    sync.Mutex

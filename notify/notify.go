@@ -21,7 +21,11 @@
 //	 "url": "https://drills.example.com/runs/20261127-0330-ab12", "previousResult": "passed"}
 //
 // "url" is there when Options.DashboardURL is set, "previousResult" when a previous result is
-// known, "labels" when the scenario has labels. The "slack" body is {"text": ..., "blocks": [...]}
+// known, "labels" when the scenario has labels.
+//
+// Every receiver hears about the scenarios its Match selects (all of them by default: the global
+// form); a scenario may also name a heartbeat URL of its own (SetScenarioHeartbeats). LoadFile
+// reads receivers with their matchers from a file. The "slack" body is {"text": ..., "blocks": [...]}
 // as Slack incoming webhooks (and Mattermost, Rocket.Chat) take it.
 //
 // Delivery happens in the background, one queue and one worker per receiver so that a slow
@@ -38,6 +42,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -64,11 +69,65 @@ const (
 	MaxRetryAfter = 5 * time.Minute
 )
 
-// Webhook is one receiver.
+// Webhook is one receiver of failures and recoveries.
 type Webhook struct {
 	URL string
 	// Format is "json" (the generic body, also when empty) or "slack" (a Slack incoming-webhook body).
 	Format string
+	// Match selects the scenarios it hears about; the zero Match selects all.
+	Match Match
+	// Name, when set, names it in logs next to its scheme and host (its URL never is logged).
+	Name string
+}
+
+// Heartbeat is a URL requested (GET) after each passed drill of the scenarios Match selects.
+type Heartbeat struct {
+	URL   string
+	Match Match
+	Name  string
+}
+
+// Match selects scenarios, like an Alertmanager route's matchers without the tree: by name and
+// by labels, both of which must hold. The zero Match selects every scenario.
+type Match struct {
+	// Scenarios are globs on the scenario's name (path.Match: *, ?, [a-z]), one of which must
+	// match; empty: any name.
+	Scenarios []string
+	// Labels must all be on the scenario with these values; empty: any labels.
+	Labels map[string]string
+}
+
+// Selects reports whether the scenario named scenario, labelled labels, is one m selects.
+func (m Match) Selects(scenario string, labels map[string]string) bool {
+	for k, v := range m.Labels {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	if len(m.Scenarios) == 0 {
+		return true
+	}
+	for _, g := range m.Scenarios {
+		if ok, _ := path.Match(g, scenario); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// check refuses globs path.Match cannot use and empty label keys.
+func (m Match) check() error {
+	for i, g := range m.Scenarios {
+		if _, err := path.Match(g, ""); err != nil || g == "" {
+			return fmt.Errorf("scenario glob %d %q is not a glob: use e.g. shop-* or *-etcd", i+1, g)
+		}
+	}
+	for k := range m.Labels {
+		if k == "" {
+			return errors.New("a label to match has an empty key")
+		}
+	}
+	return nil
 }
 
 // Options configure a Notifier.
@@ -76,6 +135,8 @@ type Options struct {
 	Webhooks []Webhook
 	// HeartbeatURL is requested (GET) after each passed drill; "" for none.
 	HeartbeatURL string
+	// Heartbeats are requested after each passed drill of the scenarios they match.
+	Heartbeats []Heartbeat
 	// Client sends the requests; nil means a client of its own. Each request is also bounded by
 	// Timeout.
 	Client *http.Client
@@ -131,8 +192,13 @@ type Notifier struct {
 	queueSize    int
 	dashboardURL string
 
-	webhooks  []*receiver
-	heartbeat *receiver // nil without a HeartbeatURL
+	webhooks   []*receiver
+	heartbeats []*receiver // HeartbeatURL first, matching everything, then Heartbeats
+
+	// Heartbeats of single scenarios (SetScenarioHeartbeats): by scenario the URL, by URL its
+	// receiver, made when first needed and kept until Close.
+	ownBeat      map[string]string
+	ownReceivers map[string]*receiver
 
 	// abort stops retries and requests in flight when Close's ctx ends before the queues drain.
 	abort     context.Context
@@ -154,13 +220,15 @@ func New(opts Options) (*Notifier, error) {
 		problems = append(problems, "Backoff, Timeout and QueueSize must not be negative")
 	}
 	n := &Notifier{
-		log:         opts.Logger,
-		client:      opts.Client,
-		maxAttempts: orDefault(opts.MaxAttempts, DefaultMaxAttempts),
-		backoff:     orDefault(opts.Backoff, DefaultBackoff),
-		timeout:     orDefault(opts.Timeout, DefaultTimeout),
-		queueSize:   orDefault(opts.QueueSize, DefaultQueueSize),
-		last:        map[string]drill.Result{},
+		log:          opts.Logger,
+		client:       opts.Client,
+		maxAttempts:  orDefault(opts.MaxAttempts, DefaultMaxAttempts),
+		backoff:      orDefault(opts.Backoff, DefaultBackoff),
+		timeout:      orDefault(opts.Timeout, DefaultTimeout),
+		queueSize:    orDefault(opts.QueueSize, DefaultQueueSize),
+		last:         map[string]drill.Result{},
+		ownBeat:      map[string]string{},
+		ownReceivers: map[string]*receiver{},
 	}
 	if n.log == nil {
 		n.log = slog.Default()
@@ -182,15 +250,30 @@ func New(opts Options) (*Notifier, error) {
 			problems = append(problems, fmt.Sprintf("webhook %d (%s): format %q is unknown: use %q or %q", i+1, redact(u), w.Format, FormatJSON, FormatSlack))
 			continue
 		}
-		n.webhooks = append(n.webhooks, &receiver{kind: "webhook", format: format, url: w.URL, name: redact(u)})
+		if err := w.Match.check(); err != nil {
+			problems = append(problems, fmt.Sprintf("webhook %d (%s): %v", i+1, redact(u), err))
+			continue
+		}
+		n.webhooks = append(n.webhooks, &receiver{kind: "webhook", format: format, url: w.URL, name: receiverName(w.Name, u), match: w.Match})
 	}
 	if opts.HeartbeatURL != "" {
 		u, err := checkURL(opts.HeartbeatURL)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("heartbeat URL: %v", err))
 		} else {
-			n.heartbeat = &receiver{kind: "heartbeat", url: opts.HeartbeatURL, name: redact(u)}
+			n.heartbeats = append(n.heartbeats, &receiver{kind: "heartbeat", url: opts.HeartbeatURL, name: redact(u)})
 		}
+	}
+	for i, h := range opts.Heartbeats {
+		u, err := checkURL(h.URL)
+		if err == nil {
+			err = h.Match.check()
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("heartbeat %d: %v", i+1, err))
+			continue
+		}
+		n.heartbeats = append(n.heartbeats, &receiver{kind: "heartbeat", url: h.URL, name: receiverName(h.Name, u), match: h.Match})
 	}
 	if opts.DashboardURL != "" {
 		if _, err := checkURL(opts.DashboardURL); err != nil {
@@ -204,12 +287,17 @@ func New(opts Options) (*Notifier, error) {
 
 	n.abort, n.cancelAll = context.WithCancel(context.Background())
 	for _, r := range n.receivers() {
-		r.n = n
-		r.wake = make(chan struct{}, 1)
-		n.workers.Add(1)
-		go r.work()
+		n.start(r)
 	}
 	return n, nil
+}
+
+// start runs r's worker; Close waits for it.
+func (n *Notifier) start(r *receiver) {
+	r.n = n
+	r.wake = make(chan struct{}, 1)
+	n.workers.Add(1)
+	go r.work()
 }
 
 // checkURL accepts absolute http and https URLs. Its errors never quote the URL: a webhook's
@@ -235,12 +323,56 @@ func checkURL(raw string) (*url.URL, error) {
 // redact names a receiver without the secret parts of its URL: scheme and host only.
 func redact(u *url.URL) string { return u.Scheme + "://" + u.Host }
 
+// receiverName is what logs call a receiver: its name, if it has one, and scheme and host.
+func receiverName(name string, u *url.URL) string {
+	if name == "" {
+		return redact(u)
+	}
+	return name + " (" + redact(u) + ")"
+}
+
 func (n *Notifier) receivers() []*receiver {
-	rs := append([]*receiver(nil), n.webhooks...)
-	if n.heartbeat != nil {
-		rs = append(rs, n.heartbeat)
+	rs := append(append([]*receiver(nil), n.webhooks...), n.heartbeats...)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range n.ownReceivers {
+		rs = append(rs, r)
 	}
 	return rs
+}
+
+// SetScenarioHeartbeats gives the scenarios' own heartbeat URLs (spec.notify.heartbeatURL) by
+// scenario name, replacing what was given before: `serve` calls it whenever it reads the
+// scenarios. Each is requested after each pass of its scenario, besides the Heartbeats that
+// match. A URL that can't be used is logged, by scheme and host only, and left out.
+func (n *Notifier) SetScenarioHeartbeats(urls map[string]string) {
+	own := make(map[string]string, len(urls))
+	for sc, raw := range urls {
+		if raw == "" {
+			continue
+		}
+		if _, err := checkURL(raw); err != nil {
+			n.log.Warn("the scenario's heartbeat URL is not used", "scenario", sc, "err", err)
+			continue
+		}
+		own[sc] = raw
+	}
+	n.mu.Lock()
+	n.ownBeat = own
+	n.mu.Unlock()
+}
+
+// ownReceiver returns the receiver of a scenario's own heartbeat URL, starting it when it is
+// the first use of the URL. n.mu is held and n is not closing, so that Close waits for it.
+func (n *Notifier) ownReceiver(raw string) *receiver {
+	if r, ok := n.ownReceivers[raw]; ok {
+		return r
+	}
+	u, _ := url.Parse(raw) // SetScenarioHeartbeats checked it
+	r := &receiver{kind: "heartbeat", url: raw, name: redact(u)}
+	n.ownReceivers[raw] = r
+	n.start(r)
+	return r
 }
 
 // Seed gives the last known result per scenario (from the history at start-up), so that the
@@ -290,6 +422,9 @@ func (n *Notifier) Observe(r *drill.Record) {
 	if kind != "" {
 		ev := n.event(kind, r, prev)
 		for _, w := range n.webhooks {
+			if !w.match.Selects(r.Scenario, r.Labels) {
+				continue
+			}
 			body, err := w.body(ev)
 			if err != nil { // only a bug makes an Event unencodable; say so rather than stay silent
 				n.log.Error("notification not sent: encode body", "receiver", w.name, "scenario", r.Scenario, "err", err)
@@ -298,8 +433,29 @@ func (n *Notifier) Observe(r *drill.Record) {
 			w.enqueue(&delivery{event: kind, scenario: r.Scenario, run: r.ID, body: body})
 		}
 	}
-	if r.Result == drill.Passed && n.heartbeat != nil {
-		n.heartbeat.enqueue(&delivery{event: "heartbeat", scenario: r.Scenario, run: r.ID})
+	if r.Result == drill.Passed {
+		n.beat(r)
+	}
+}
+
+// beat queues a heartbeat for each heartbeat URL that hears about r's scenario, once per URL.
+// n.mu is held.
+func (n *Notifier) beat(r *drill.Record) {
+	var due []*receiver
+	for _, h := range n.heartbeats {
+		if h.match.Selects(r.Scenario, r.Labels) {
+			due = append(due, h)
+		}
+	}
+	if own := n.ownBeat[r.Scenario]; own != "" {
+		due = append(due, n.ownReceiver(own))
+	}
+	pinged := map[string]bool{}
+	for _, h := range due {
+		if !pinged[h.url] {
+			pinged[h.url] = true
+			h.enqueue(&delivery{event: "heartbeat", scenario: r.Scenario, run: r.ID})
+		}
 	}
 }
 

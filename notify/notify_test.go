@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 )
 
 // hit is one request a test receiver got.
@@ -69,28 +71,10 @@ func (tr *testReceiver) events(t *testing.T) []Event {
 	return evs
 }
 
-// syncBuffer collects log output written from the workers' goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newNotifier returns a Notifier with a tiny backoff and a log captured at debug level.
-func newNotifier(t *testing.T, opts Options) (*Notifier, *syncBuffer) {
+func newNotifier(t *testing.T, opts Options) (*Notifier, *testkit.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if opts.Backoff == 0 {
 		opts.Backoff = time.Millisecond
@@ -538,6 +522,8 @@ func TestNewValidates(t *testing.T) {
 		{"unparsable", Options{Webhooks: []Webhook{{URL: "https://exa mple.com/%zz"}}}, "webhook 1: not a valid URL"},
 		{"format", Options{Webhooks: []Webhook{{URL: "https://example.com/a"}, {URL: "https://hooks.example.com/b", Format: "teams"}}}, `webhook 2 (https://hooks.example.com): format "teams" is unknown`},
 		{"heartbeat", Options{HeartbeatURL: "hc-ping.com/uuid"}, "heartbeat URL:"},
+		{"matched heartbeat", Options{Heartbeats: []Heartbeat{{URL: "https://hc-ping.com/uuid", Match: Match{Scenarios: []string{"["}}}}}, `heartbeat 1: scenario glob 1 "[" is not a glob`},
+		{"glob", Options{Webhooks: []Webhook{{URL: "https://example.com/a", Match: Match{Scenarios: []string{"shop-*", ""}}}}}, `webhook 1 (https://example.com): scenario glob 2 "" is not a glob`},
 		{"dashboard", Options{DashboardURL: "drills.example.com"}, "dashboard URL:"},
 		{"attempts", Options{MaxAttempts: -1}, "MaxAttempts -1 is negative"},
 	} {
@@ -586,5 +572,171 @@ func TestBackoff(t *testing.T) {
 		if j := jitter(time.Second); j < 500*time.Millisecond || j > time.Second {
 			t.Fatalf("jitter(1s) = %v, want within [500ms, 1s]", j)
 		}
+	}
+}
+
+// Receivers with matchers hear about the scenarios they select, by name glob and by labels;
+// the global form hears about all of them.
+func TestMatchRoutesFailuresAndRecoveries(t *testing.T) {
+	t.Parallel()
+	shop, payments, all := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
+	n, _ := newNotifier(t, Options{Webhooks: []Webhook{
+		{URL: shop.URL, Match: Match{Scenarios: []string{"shop-*"}, Labels: map[string]string{"team": "shop"}}},
+		{URL: payments.URL, Match: Match{Labels: map[string]string{"team": "payments"}}},
+		{URL: all.URL},
+	}})
+	labelled := func(r *drill.Record, labels map[string]string) *drill.Record { r.Labels = labels; return r }
+	shopLabels, payLabels := map[string]string{"team": "shop"}, map[string]string{"team": "payments", "tier": "1"}
+	n.Observe(labelled(record("shop-etcd", 1, drill.Failed, "no keys"), shopLabels))
+	n.Observe(labelled(record("shop-etcd", 2, drill.Passed, ""), shopLabels))
+	n.Observe(labelled(record("shop-velero", 1, drill.Error, "unreachable"), nil))            // name matches, label does not
+	n.Observe(labelled(record("orders-etcd", 1, drill.Failed, "no keys"), shopLabels))        // label matches, name does not
+	n.Observe(labelled(record("billing-etcd", 1, drill.Missed, "serve was down"), payLabels)) // extra labels do not matter
+	closeNotifier(t, n)
+
+	got := func(rcv *testReceiver) []string {
+		var out []string
+		for _, ev := range rcv.events(t) {
+			out = append(out, ev.Event+" "+ev.Scenario)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		rcv  *testReceiver
+		want []string
+	}{
+		{"shop", shop, []string{"failure shop-etcd", "recovery shop-etcd"}},
+		{"payments", payments, []string{"failure billing-etcd"}},
+		{"global", all, []string{"failure shop-etcd", "recovery shop-etcd", "failure shop-velero", "failure orders-etcd", "failure billing-etcd"}},
+	} {
+		if g := got(c.rcv); strings.Join(g, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%s receiver got %v, want %v", c.name, g, c.want)
+		}
+	}
+}
+
+// Heartbeats go out after passes only: the global one for every scenario, a matched one for the
+// scenarios it selects, and a scenario's own URL for that scenario, once per URL.
+func TestHeartbeatsPerScenario(t *testing.T) {
+	t.Parallel()
+	beats := newReceiver(t, nil)
+	n, logs := newNotifier(t, Options{
+		HeartbeatURL: beats.URL + "/global",
+		Heartbeats:   []Heartbeat{{URL: beats.URL + "/shop", Match: Match{Labels: map[string]string{"team": "shop"}}, Name: "shop-switch"}},
+	})
+	n.SetScenarioHeartbeats(map[string]string{
+		"shop-etcd":  beats.URL + "/own/shop-etcd-secret",
+		"same":       beats.URL + "/global", // the global URL again: one request, not two
+		"unusable":   "hc-ping.com/unusable-secret",
+		"no-own-url": "",
+	})
+	shop := map[string]string{"team": "shop"}
+	for i, res := range []drill.Result{drill.Failed, drill.Passed, drill.Error, drill.Skipped, drill.Aborted, drill.Passed} {
+		r := record("shop-etcd", i, res, "")
+		r.Labels = shop
+		n.Observe(r)
+	}
+	n.Observe(record("same", 1, drill.Passed, ""))
+	n.Observe(record("unusable", 1, drill.Passed, ""))
+	n.Observe(record("other", 1, drill.Failed, "x"))
+	// Replaced: shop-etcd no longer has its own URL.
+	n.SetScenarioHeartbeats(map[string]string{"other": beats.URL + "/own/other"})
+	n.Observe(record("other", 2, drill.Passed, ""))
+	r := record("shop-etcd", 9, drill.Passed, "")
+	r.Labels = shop
+	n.Observe(r)
+	closeNotifier(t, n)
+
+	count := map[string]int{}
+	for _, h := range beats.got() {
+		if h.method != http.MethodGet {
+			t.Errorf("heartbeat %s %s, want GET", h.method, h.path)
+		}
+		count[h.path]++
+	}
+	want := map[string]int{
+		"/global":               6, // shop-etcd ×3, same, unusable, other
+		"/shop":                 3, // shop-etcd's passes
+		"/own/shop-etcd-secret": 2, // its passes before its URL was replaced
+		"/own/other":            1,
+	}
+	if fmt.Sprint(count) != fmt.Sprint(want) {
+		t.Errorf("heartbeats by path %v, want %v", count, want)
+	}
+	if !strings.Contains(logs.String(), "heartbeat URL is not used") || strings.Contains(logs.String(), "secret") {
+		t.Errorf("the unusable URL is not logged, or a URL is logged:\n%s", logs)
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", `apiVersion: firedrill.dev/v1alpha1
+kind: Notifications
+receivers:
+  - name: shop-team
+    slackWebhook: https://hooks.slack.com/services/T000/B000/secret
+    matchScenarios: ["shop-*"]
+    matchLabels: {team: shop}
+  - webhook: https://alerts.example.com/firedrill?token=secret
+  - heartbeatURL: https://hc-ping.com/secret
+    matchLabels: {tier: critical}
+`)
+	got, err := LoadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Receivers{
+		Webhooks: []Webhook{
+			{URL: "https://hooks.slack.com/services/T000/B000/secret", Format: FormatSlack, Name: "shop-team",
+				Match: Match{Scenarios: []string{"shop-*"}, Labels: map[string]string{"team": "shop"}}},
+			{URL: "https://alerts.example.com/firedrill?token=secret", Format: FormatJSON},
+		},
+		Heartbeats: []Heartbeat{{URL: "https://hc-ping.com/secret", Match: Match{Labels: map[string]string{"tier": "critical"}}}},
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("LoadFile:\n%+v\nwant\n%+v", got, want)
+	}
+	if _, err := New(Options{Webhooks: got.Webhooks, Heartbeats: got.Heartbeats}); err != nil {
+		t.Errorf("New refuses what LoadFile accepted: %v", err)
+	}
+
+	for name, c := range map[string]struct{ content, want string }{
+		"unknown field": {"apiVersion: firedrill.dev/v1alpha1\nkind: Notifications\nreceivers:\n  - webhook: https://a.example.com/secret\n    matchLabel: {team: shop}\n",
+			"line 5: field matchLabel not found in a receiver (known: name, webhook"},
+		"header": {"receivers: [{webhook: https://a.example.com/secret}]\n", `starts with apiVersion "" and kind ""`},
+		"empty":  {"", "is empty"},
+		"none":   {"apiVersion: firedrill.dev/v1alpha1\nkind: Notifications\n", "lists no receivers"},
+		"every problem": {`apiVersion: firedrill.dev/v1alpha1
+kind: Notifications
+receivers:
+  - {webhook: https://a.example.com/secret, heartbeatURL: https://b.example.com/secret}
+  - {name: ops, slackWebhook: "hooks.slack.com/services/secret"}
+  - {heartbeatURL: https://hc-ping.com/secret, matchScenarios: ["shop-[a"]}
+  - {matchLabels: {team: shop}}
+`, "receivers[0]: set exactly one of webhook, slackWebhook and heartbeatURL; " +
+			`receivers[1] (ops).slackWebhook: scheme "" is not supported: want an http:// or https:// URL; ` +
+			`receivers[2]: scenario glob 1 "shop-[a" is not a glob: use e.g. shop-* or *-etcd; ` +
+			"receivers[3]: set exactly one of webhook, slackWebhook and heartbeatURL"},
+	} {
+		f := write(strings.ReplaceAll(name, " ", "-")+".yaml", c.content)
+		_, err := LoadFile(f)
+		if err == nil || !strings.HasPrefix(err.Error(), f+": ") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %s: ...%s...", name, err, f, c.want)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: the error quotes a URL: %v", name, err)
+		}
+	}
+	if _, err := LoadFile(dir + "/missing.yaml"); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("a missing file: %v", err)
 	}
 }

@@ -42,17 +42,7 @@ func TestHTMLReportInChromium(t *testing.T) {
 		chromedp.ProxyServer("http://127.0.0.1:9"))
 	ctx, cancel := context.WithTimeout(bctx, 3*time.Minute) // generous: the machine is shared
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+file), chromedp.WaitVisible(chromedp.CSS("#integrity-statement"))); err != nil {
-		t.Fatalf("start chromium (%s) and load the report: %v", browser, err)
-	}
-	eval := func(js string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("%s: %v", js, err)
-		}
-		return s
-	}
+	eval := browsertest.Open(t, ctx, browser, "file://"+file, "#integrity-statement")
 	text := eval(`document.body.innerText`)
 	integrity := eval(`document.querySelector("#integrity-statement").innerText`)
 	passRate := eval(`document.querySelector("#pass-rate").innerText`)

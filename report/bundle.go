@@ -2,6 +2,7 @@ package report
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -24,10 +25,11 @@ type BundleFile struct {
 	Data []byte
 }
 
-// Bundle writes a tar.gz for handing to an auditor: report.html, report.json, records.jsonl
-// (the chain segment of the period, as stored), verify.txt (the integrity check's result and
-// how to repeat it), verify-chain.py (which checks records.jsonl without firedrill) and extra
-// files (the public key). Each report is rendered to a temporary
+// Bundle writes a tar.gz for handing to an auditor: report.html (which links the next two),
+// report.json, records.jsonl (the chain segment of the period, as stored), verify.txt (the
+// integrity check's result — the same Verify as `history verify` — and how to repeat it),
+// verify-chain.py (which checks records.jsonl without firedrill) and extra files (the
+// public key). Each report is rendered to a temporary
 // file first, so that a bundle of any size needs no more memory than one report.
 func (r *Report) Bundle(ctx context.Context, w io.Writer, extra ...BundleFile) error {
 	gz := gzip.NewWriter(w)
@@ -60,7 +62,13 @@ func (r *Report) Bundle(ctx context.Context, w io.Writer, extra ...BundleFile) e
 		name   string
 		render func(io.Writer) error
 	}{
-		{"report.html", func(w io.Writer) error { return r.Write(ctx, "html", w) }},
+		{"report.html", func(w io.Writer) error {
+			bw := bufio.NewWriterSize(w, 64<<10)
+			if err := r.html(bw, true); err != nil {
+				return err
+			}
+			return bw.Flush()
+		}},
 		{"report.json", func(w io.Writer) error { return r.Write(ctx, "json", w) }},
 		{"records.jsonl", func(w io.Writer) error { return r.Records(ctx, w) }},
 		{"verify.txt", func(w io.Writer) error { _, err := io.WriteString(w, r.VerifyText()); return err }},
@@ -93,6 +101,9 @@ func (r *Report) VerifyText() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "firedrill history verification, %s\n\n", s.GeneratedAt.Format(time.RFC3339))
 	fmt.Fprintf(&b, "result:       %s\n%s\n\n", verdict, in.Statement)
+	fmt.Fprintf(&b, "checked:      every record's hash and link to the one before, signatures when a key was\n"+
+		"              given, and the history's columns that copy record fields for queries: what\n"+
+		"              'firedrill history verify' checks\n")
 	fmt.Fprintf(&b, "records:      %d in the history\nchain head:   %s\n", in.Records, orDash(in.ChainHead))
 	if in.SignaturesChecked {
 		fmt.Fprintf(&b, "signatures:   verified, key %s\n", in.KeyFingerprint)
@@ -108,6 +119,7 @@ func (r *Report) VerifyText() string {
 		fmt.Fprintf(&b, "records.jsonl: chain records %d to %d, starting after %s and ending at %s\n", seg.First, seg.Last, after, seg.LastHash)
 	}
 	fmt.Fprintf(&b, "\nre-verify the whole history:  %s\n", in.VerifyCommand)
-	fmt.Fprintf(&b, "re-verify records.jsonl without firedrill (Python 3; the key needs the cryptography package):\n  python3 verify-chain.py records.jsonl [firedrill-signing.pub]\n")
+	fmt.Fprintf(&b, "re-verify records.jsonl without firedrill (hashes, links and signatures; Python 3, the key needs the\n"+
+		"cryptography package):\n  python3 verify-chain.py records.jsonl [firedrill-signing.pub]\n")
 	return b.String()
 }

@@ -26,7 +26,7 @@ func (r *Report) CSV(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	row := make([]string, len(CSVHeader))
-	err := eachInScope(ctx, r.src, r.opts.Scope, func(rec *drill.Record, _ []byte) error {
+	err := r.eachInScope(ctx, func(rec *drill.Record) error {
 		passed, failed := 0, 0
 		for _, c := range rec.Checks {
 			switch c.Result {

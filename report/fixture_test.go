@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/chain"
+	"github.com/firedrill-dev/firedrill/drill/history"
 )
 
 var fixtureStart = time.Date(2026, 11, 1, 3, 30, 0, 0, time.UTC)
@@ -64,38 +65,27 @@ func fixtureRecord(i int) *drill.Record {
 	return rec
 }
 
-// fixture seals n records into a chain (signed when s is set) and returns a Source over
-// their stored JSON, as history.Store.WalkRaw yields it.
-func fixture(t testing.TB, n int, s *chain.Signer) (Source, []*drill.Record) {
+// fixture finishes n records in a new SQLite history (signing them when s is set), as the
+// engine does, and returns the history and the records as sealed.
+func fixture(t testing.TB, n int, s *chain.Signer) (*history.Store, []*drill.Record) {
 	t.Helper()
-	var raws [][]byte
+	st, err := history.Open(context.Background(), filepath.Join(t.TempDir(), "history.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if s != nil {
+		st.SetSigner(s)
+	}
 	var recs []*drill.Record
-	prev := chain.Genesis
 	for i := range n {
 		r := fixtureRecord(i)
-		if err := chain.Seal(r, prev, s); err != nil {
+		if err := st.Finish(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
-		raw, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		prev = r.Hash
-		raws = append(raws, raw)
 		recs = append(recs, r)
 	}
-	return sliceSource(raws), recs
-}
-
-func sliceSource(raws [][]byte) Source {
-	return func(ctx context.Context, fn func([]byte) error) error {
-		for _, r := range raws {
-			if err := fn(r); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	return st, recs
 }
 
 func testKey() ed25519.PrivateKey {

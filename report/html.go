@@ -1,88 +1,83 @@
 package report
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"html"
 	"html/template"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/firedrill-dev/firedrill/coverage"
 	"github.com/firedrill-dev/firedrill/drill"
 )
 
 // HTML writes one self-contained page (inline CSS and SVG, no script, no external assets) that
 // reads on screen and prints: scope, integrity, per-scenario results with RTO and RPO trends,
-// controls, failures, then every run with its steps, checks and evidence, grouped by scenario.
-// The runs are read from the history once, one at a time; each scenario's articles go to a
-// temporary file until they are copied out in scenario order, so memory does not grow with
-// the number of runs.
-func (r *Report) HTML(ctx context.Context, w io.Writer) error {
-	if err := htmlTemplates.ExecuteTemplate(w, "head", r.Summary); err != nil {
+// controls, failures, then, grouped by scenario, a bounded list of runs with their steps,
+// checks and evidence: each scenario's last ListedPerScenario runs, its failures of the
+// failure list and its last success. The page says how many runs it leaves out and where
+// they are. It reads nothing more from the history: the listed runs were kept by New.
+func (r *Report) HTML(_ context.Context, w io.Writer) error {
+	return r.html(w, false)
+}
+
+// html writes the page; inBundle links the bundle's report.json and records.jsonl, which sit
+// next to it.
+func (r *Report) html(w io.Writer, inBundle bool) error {
+	if err := htmlTemplates.ExecuteTemplate(w, "head", htmlPage{r.Summary, inBundle}); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp("", "firedrill-report-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	type group struct {
-		f *os.File
-		w *bufio.Writer
-		n int
-	}
-	groups := map[string]*group{}
-	defer func() {
-		for _, g := range groups {
-			g.f.Close()
-		}
-	}()
-	n := 0
-	var b strings.Builder
-	err = eachInScope(ctx, r.src, r.opts.Scope, func(rec *drill.Record, _ []byte) error {
-		g := groups[rec.Scenario]
-		if g == nil {
-			f, err := os.CreateTemp(tmp, "runs-")
-			if err != nil {
-				return err
-			}
-			g = &group{f: f, w: bufio.NewWriterSize(f, 16<<10)}
-			groups[rec.Scenario] = g
-		}
-		n++
-		g.n++
-		b.Reset()
-		writeRunHTML(&b, rec)
-		_, err := g.w.WriteString(b.String())
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	names := make([]string, 0, len(groups))
-	for name := range groups {
+	names := make([]string, 0, len(r.listed))
+	for name := range r.listed {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	runs := map[string]int{}
+	for _, sc := range r.Summary.Scenarios {
+		runs[sc.Name] = sc.Runs
+	}
+	listed := 0
+	var b strings.Builder
 	for _, name := range names {
-		g := groups[name]
-		if err := g.w.Flush(); err != nil {
-			return err
-		}
-		if _, err := g.f.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "<h3 class=\"runs-of\" id=\"runs-%s\">%s: %d runs</h3>\n", esc(name), esc(name), g.n)
-		if _, err := io.Copy(w, g.f); err != nil {
-			return err
+		kept := r.listed[name].runs()
+		listed += len(kept)
+		fmt.Fprintf(w, "<h3 class=\"runs-of\" id=\"runs-%s\">%s: %s</h3>\n", esc(name), esc(name), listedText(len(kept), runs[name]))
+		for _, k := range kept {
+			var rec drill.Record
+			if err := decodeRecord(k.raw, &rec); err != nil {
+				return fmt.Errorf("stored record %d of the chain: %w", k.pos, err)
+			}
+			b.Reset()
+			writeRunHTML(&b, &rec)
+			if _, err := io.WriteString(w, b.String()); err != nil {
+				return err
+			}
 		}
 	}
-	return htmlTemplates.ExecuteTemplate(w, "foot", n)
+	return htmlTemplates.ExecuteTemplate(w, "foot", htmlFoot{Listed: listed, Runs: r.Summary.Runs, InBundle: inBundle})
+}
+
+// htmlPage is what the page's head template reads.
+type htmlPage struct {
+	*Summary
+	InBundle bool
+}
+
+type htmlFoot struct {
+	Listed, Runs int
+	InBundle     bool
+}
+
+// listedText says how many of a scenario's runs the page lists.
+func listedText(listed, runs int) string {
+	if listed == runs {
+		return fmt.Sprintf("%d runs", runs)
+	}
+	return fmt.Sprintf("%d runs, %d listed here (the last %d, failures, the last success), %d left out", runs, listed, min(runs, ListedPerScenario), runs-listed)
 }
 
 // writeRunHTML writes one run's article. It is Go rather than a template because it runs once
@@ -155,21 +150,26 @@ func writeRunHTML(b *strings.Builder, r *drill.Record) {
 func esc(s string) string { return html.EscapeString(s) }
 
 var htmlTemplates = template.Must(template.New("report").Funcs(template.FuncMap{
-	"mark":    Mark,
-	"percent": Percent,
-	"seconds": Seconds,
-	"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
-	"whenPtr": func(t *time.Time, none string) string { return timeOr(t, none) },
-	"counts":  countsText,
-	"measure": measureText,
-	"join":    strings.Join,
-	"chart":   trendChart,
-	"upper":   strings.ToUpper,
-	"str":     func(r drill.Result) string { return string(r) },
+	"mark":                Mark,
+	"percent":             Percent,
+	"seconds":             Seconds,
+	"when":                func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"whenPtr":             func(t *time.Time, none string) string { return timeOr(t, none) },
+	"counts":              countsText,
+	"measure":             measureText,
+	"join":                strings.Join,
+	"chart":               trendChart,
+	"upper":               strings.ToUpper,
+	"listedPerScenario":   func() int { return ListedPerScenario },
+	"str":                 func(r drill.Result) string { return string(r) },
+	"coverageExplanation": func() string { return CoverageExplanation },
+	"coverageHeadline":    coverageHeadline,
+	"drillText":           drillText,
+	"str2":                func(s coverage.Status) string { return string(s) },
 	"statusClass": func(s string) string {
 		return map[string]string{"passed": "passed", "failed": "failed", "not run": "missed"}[s]
 	},
-}).Parse(htmlSource))
+}).Parse(htmlSource + coverageHTML))
 
 func took(r *drill.Record) string {
 	if r.FinishedAt == nil {
@@ -320,7 +320,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 <h1>Disaster-recovery drill report</h1>
 <p class="muted">Generated {{when .GeneratedAt}} by firedrill</p>
 </header>
-
+{{with .Coverage}}{{template "coverage" .}}{{end}}
 <section id="scope">
 <h2>Period and scope</h2>
 <dl class="facts">
@@ -358,7 +358,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 RTO mean {{seconds .RTO.MeanSeconds}}, max {{seconds .RTO.MaxSeconds}}{{if .RTO.TargetSeconds}} against {{seconds .RTO.TargetSeconds}} (met {{.RTO.Met}}, not met {{.RTO.NotMet}}){{end}};
 RPO mean {{seconds .RPO.MeanSeconds}}, max {{seconds .RPO.MaxSeconds}}{{if .RPO.TargetSeconds}} against {{seconds .RPO.TargetSeconds}} (met {{.RPO.Met}}, not met {{.RPO.NotMet}}){{end}}.</p>
 <div class="charts">{{chart . "rto"}}{{chart . "rpo"}}</div>
-{{if .Runs}}<p><a href="#runs-{{.Name}}">Its {{.Runs}} runs, with steps, checks and evidence</a></p>{{end}}
+{{if .Runs}}<p><a href="#runs-{{.Name}}">Its runs, with steps, checks and evidence</a></p>{{end}}
 </div>
 {{end}}
 </section>
@@ -383,18 +383,21 @@ RPO mean {{seconds .RPO.MeanSeconds}}, max {{seconds .RPO.MaxSeconds}}{{if .RPO.
 {{range .Failures}}<tr><td class="mono nowrap"><a href="#run-{{.ID}}">{{.ID}}</a></td><td>{{.Scenario}}</td><td>{{when .At}}</td><td class="{{str .Result}}">{{mark .Result}} {{.Result}}</td><td>{{.Reason}}</td></tr>
 {{end}}</tbody>
 </table>
-{{if .FailuresOmitted}}<p>…and {{.FailuresOmitted}} more; every run is listed below.</p>{{end}}
+{{if .FailuresOmitted}}<p>…and {{.FailuresOmitted}} more, not listed on this page: {{template "evidence" .InBundle}}</p>{{end}}
 {{else}}<p>No drill failed in the period.</p>{{end}}
 </section>
 
 <section id="runs">
 <h2>Runs</h2>
-<p class="muted">By scenario; within each, in the order they finished (the order of the hash chain).</p>
+<p class="muted" id="runs-note">By scenario, in the order they finished (the order of the hash chain): of each scenario its last {{listedPerScenario}} runs, its runs in the failure list above and the run that last evidenced its controls, with steps, checks and evidence.
+Every run of the report, with all its evidence: {{template "evidence" .InBundle}}</p>
 {{end}}
 
-{{define "foot"}}{{if eq . 0}}<p>No runs in the period.</p>{{end}}
+{{define "evidence"}}{{if .}}<a href="report.json">report.json</a> (the report as JSON) and <a href="records.jsonl">records.jsonl</a> (the records exactly as stored, which verify-chain.py verifies), next to this page in the bundle.{{else}}the same report as JSON (<code>--format json</code>), and an evidence bundle's records.jsonl, the records exactly as stored (<code>--bundle</code>).{{end}}{{end}}
+
+{{define "foot"}}{{if eq .Runs 0}}<p>No runs in the period.</p>{{end}}
 </section>
-<footer class="muted"><p>End of report: {{.}} runs listed.</p></footer>
+<footer class="muted"><p>End of report: {{.Listed}} of {{.Runs}} runs listed.{{if lt .Listed .Runs}} Every run: {{template "evidence" .InBundle}}{{end}}</p></footer>
 </body>
 </html>
 {{end}}`

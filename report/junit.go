@@ -108,9 +108,10 @@ func (r *Report) JUnit(ctx context.Context, w io.Writer) error {
 		if err := enc.EncodeToken(suite); err != nil {
 			return err
 		}
-		scope := r.opts.Scope
-		scope.Scenario = name
-		err := eachInScope(ctx, r.src, scope, func(rec *drill.Record, _ []byte) error {
+		err := r.eachInScope(ctx, func(rec *drill.Record) error {
+			if rec.Scenario != name {
+				return nil
+			}
 			dur := 0.0
 			if rec.FinishedAt != nil {
 				dur = rec.FinishedAt.Sub(rec.StartedAt).Seconds()

@@ -19,6 +19,9 @@ func (r *Report) Markdown(ctx context.Context, w io.Writer) error {
 	fmt.Fprintf(w, "- **Scope:** %s\n- **Generated:** %s\n- **Runs:** %d, pass rate %s (%s)\n\n",
 		mdEscape(s.Scope), s.GeneratedAt.Format(time.RFC3339), s.Runs, Percent(s.PassRate), countsText(s.Counts))
 
+	if s.Coverage != nil {
+		coverageMarkdown(w, s.Coverage)
+	}
 	fmt.Fprintf(w, "## Integrity\n\n%s\n\n", mdEscape(s.Integrity.Statement))
 	if s.Integrity.VerifyCommand != "" {
 		fmt.Fprintf(w, "Re-verify with:\n\n```sh\n%s\n```\n\n", s.Integrity.VerifyCommand)
@@ -67,7 +70,7 @@ func (r *Report) Markdown(ctx context.Context, w io.Writer) error {
 	}
 
 	fmt.Fprintf(w, "## Runs\n\n| run | scenario | started | result | RTO | RPO | checks | hash |\n|---|---|---|---|---:|---:|---|---|\n")
-	return eachInScope(ctx, r.src, r.opts.Scope, func(rec *drill.Record, _ []byte) error {
+	return r.eachInScope(ctx, func(rec *drill.Record) error {
 		var checks []string
 		for _, c := range rec.Checks {
 			checks = append(checks, Mark(c.Result)+" "+c.Name)

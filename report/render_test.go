@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -371,5 +372,70 @@ func TestBundleScriptIsTheDocumented(t *testing.T) {
 	m := regexp.MustCompile("(?s)```python\n(.*?)```").FindSubmatch(doc)
 	if m == nil || !bytes.Equal(m[1], verifyScript) {
 		t.Error("report/verify-chain.py differs from docs/history.md's script: copy the script from the docs (drill/chain's TestDocumentedScript tests that one)")
+	}
+}
+
+// TestHTMLListsABoundedSetOfRuns: beyond ListedPerScenario runs a scenario, the page lists its
+// last ones, its failures and its last success, says how many it leaves out and where every
+// run is; in a bundle it links the bundle's JSON files.
+func TestHTMLListsABoundedSetOfRuns(t *testing.T) {
+	t.Parallel()
+	n := 3*ListedPerScenario + 30
+	src, recs := fixture(t, n, nil)
+	r := newReport(t, src, Options{})
+	out := string(render(t, r, "html"))
+
+	want := map[string]bool{} // the runs that must be listed: computed from the records
+	byScenario := map[string][]*drill.Record{}
+	for _, rec := range recs {
+		byScenario[rec.Scenario] = append(byScenario[rec.Scenario], rec)
+		if rec.Result != drill.Passed && rec.Result != drill.Skipped {
+			want[rec.ID] = true // every failure: fewer than MaxFailures here
+		}
+	}
+	for name, runs := range byScenario {
+		for _, rec := range runs[len(runs)-ListedPerScenario:] {
+			want[rec.ID] = true
+		}
+		for i := len(runs) - 1; i >= 0; i-- {
+			if runs[i].Result == drill.Passed {
+				want[runs[i].ID] = true
+				break
+			}
+		}
+		heading := regexp.MustCompile(`<h3 class="runs-of" id="runs-` + regexp.QuoteMeta(html.EscapeString(name)) + `">[^<]*: (\d+) runs, (\d+) listed here \(the last \d+, failures, the last success\), (\d+) left out</h3>`).FindStringSubmatch(out)
+		if heading == nil || heading[1] != fmt.Sprint(len(runs)) {
+			t.Errorf("%s: heading %v", name, heading)
+		}
+	}
+	got := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<article class="run" id="run-([^"]*)"`).FindAllStringSubmatch(out, -1) {
+		if got[m[1]] {
+			t.Errorf("run %s listed twice", m[1])
+		}
+		got[m[1]] = true
+	}
+	if len(got) != len(want) || len(got) >= n {
+		t.Errorf("%d runs listed, want %d of %d", len(got), len(want), n)
+	}
+	for id := range want {
+		if !got[id] {
+			t.Errorf("run %s is not listed", id)
+		}
+	}
+	if !strings.Contains(out, fmt.Sprintf("End of report: %d of %d runs listed.", len(want), n)) || !strings.Contains(out, "<code>--format json</code>") {
+		t.Error("the page does not say how many runs it lists and where the others are")
+	}
+	for _, m := range regexp.MustCompile(`href="#run-([^"]*)"`).FindAllStringSubmatch(out, -1) {
+		if !got[html.UnescapeString(m[1])] {
+			t.Errorf("a link to run %s, which the page does not list", m[1])
+		}
+	}
+	var bundled bytes.Buffer
+	if err := r.html(&bundled, true); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(bundled.String(), `<a href="records.jsonl">`) || !strings.Contains(bundled.String(), `<a href="report.json">`) {
+		t.Error("the bundle's page does not link the bundle's records")
 	}
 }

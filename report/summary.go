@@ -12,18 +12,15 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/firedrill-dev/firedrill/coverage"
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/chain"
+	"github.com/firedrill-dev/firedrill/drill/history"
 )
 
 // ControlsKey names the audit controls a scenario evidences, comma-separated, in its
 // metadata.annotations (or, for a single control, its labels): "SOC2-A1.3,ISO27001-A.5.30".
 const ControlsKey = "firedrill.dev/controls"
-
-// Source calls fn with every finished record of the history in chain order, as the JSON the
-// history stores; history.Store.WalkRaw is one. Reports call it more than once (a summary
-// pass, then a pass per section that lists runs), so that no report holds every record.
-type Source func(ctx context.Context, fn func(raw []byte) error) error
 
 // Scope selects the runs a report covers. Zero fields select everything.
 type Scope struct {
@@ -90,6 +87,12 @@ type Options struct {
 	VerifyCommand string
 	// Now stamps the report; default time.Now.
 	Now func() time.Time
+	// Coverage, when set, adds the section "not restore-tested in the period": what there is to
+	// drill (coverage.Discover's inventory) joined with the history up to the period's end. With
+	// a start of the period an item is covered when a drill of it passed in the period; without
+	// one, within its window (CoverageWithin for items that name none).
+	Coverage       *coverage.Inventory
+	CoverageWithin time.Duration
 }
 
 // Summary is what a report says about its period before it lists runs. It is small whatever
@@ -111,6 +114,9 @@ type Summary struct {
 	Integrity       Integrity `json:"integrity"`
 	// Segment is the stretch of the hash chain that holds the runs in scope.
 	Segment Segment `json:"chainSegment"`
+	// Coverage is what there is to drill and whether a drill of it passed in the period
+	// (Options.Coverage); absent when not asked for.
+	Coverage *coverage.Result `json:"coverage,omitempty"`
 }
 
 // Segment locates a report's runs in the chain: positions First to Last (1-based, in chain
@@ -123,7 +129,8 @@ type Segment struct {
 	LastHash  string `json:"lastHash"`
 }
 
-// MaxFailures caps Summary.Failures; every run, failed or not, is still listed in full.
+// MaxFailures caps Summary.Failures (and so the failed runs the HTML lists in full); every run,
+// failed or not, is still listed in JSON, Markdown, CSV and JUnit.
 const MaxFailures = 500
 
 // ScenarioSummary is one scenario's runs in the period.
@@ -198,18 +205,12 @@ type Failure struct {
 	Reason   string       `json:"reason"`
 }
 
-// Integrity is what verifying the whole history's chain found when the report was made.
+// Integrity is what verifying the whole history found when the report was made: drill/history's
+// Verify, the check `firedrill history verify` makes, with a statement of it for auditors.
 type Integrity struct {
-	Intact            bool   `json:"intact"`
-	Records           int    `json:"records"`
-	Unprotected       int    `json:"unprotected,omitempty"`
-	ChainHead         string `json:"chainHead"`
-	Signed            int    `json:"signed"`
-	SignaturesChecked bool   `json:"signaturesChecked"`
-	KeyFingerprint    string `json:"keyFingerprint,omitempty"`
-	Statement         string `json:"statement"`
-	Problem           string `json:"problem,omitempty"`
-	VerifyCommand     string `json:"verifyCommand"`
+	history.Verification
+	Statement     string `json:"statement"`
+	VerifyCommand string `json:"verifyCommand"`
 }
 
 // decodeRecord reads a stored record; numbers in evidence stay json.Number.
@@ -248,9 +249,11 @@ func ran(r drill.Result) bool {
 	return r == drill.Passed || r == drill.Failed || r == drill.Error || r == drill.Aborted
 }
 
-// Summarize reads the history once: it verifies the whole chain and summarises the runs in
-// scope. Memory stays bounded by the number of scenarios and controls, not runs.
-func Summarize(ctx context.Context, src Source, o Options) (*Summary, error) {
+// summarize reads the history once, through Source.Verify: it verifies the whole history,
+// summarises the runs in scope and keeps the few that the HTML lists in full. Memory stays
+// bounded by the number of scenarios and controls, besides a bit per run (inScope).
+func (r *Report) summarize(ctx context.Context) error {
+	o := r.opts
 	now := time.Now
 	if o.Now != nil {
 		now = o.Now
@@ -264,11 +267,6 @@ func Summarize(ctx context.Context, src Source, o Options) (*Summary, error) {
 		t := o.Scope.To.UTC()
 		s.To = &t
 	}
-	var pub ed25519.PublicKey
-	if len(o.PublicKey) > 0 {
-		pub = o.PublicKey
-	}
-	v := chain.NewVerifier(pub)
 	byName := map[string]*ScenarioSummary{}
 	scenario := func(name string) *ScenarioSummary {
 		sc := byName[name]
@@ -299,37 +297,59 @@ func Summarize(ctx context.Context, src Source, o Options) (*Summary, error) {
 			learn(si.Name, si.Controls)
 		}
 	}
+	r.listed = map[string]*kept{}
+	reader := runReader{metas: map[string]*runMeta{}}
+	// Coverage counts every run up to the period's end, in scope or not: an item's scenarios
+	// are the inventory's, not the report's selection.
+	runs := coverage.Runs{Before: o.Scope.To}
 	pos := 0
-	err := src(ctx, func(raw []byte) error {
+	verification, err := r.src.Verify(ctx, history.VerifyOptions{PublicKey: o.PublicKey, Each: func(raw []byte, f *chain.Fields) error {
 		pos++
-		v.Add(raw)
-		var r drill.Record
-		if err := decodeRecord(raw, &r); err != nil {
-			return fmt.Errorf("stored record: %w", err)
+		if kind, _ := f.Text("kind"); string(kind) == chain.KindCheckpoint {
+			return nil // it stands for pruned runs, and is none: the integrity statement names it
 		}
-		if inScopeName(r.Scenario, r.Labels) {
-			if cs := ControlsOf(r.Annotations, r.Labels); len(cs) > 0 {
-				scenario(r.Scenario).Controls = cs // the newest record's say wins
-				learn(r.Scenario, cs)
-			} else if byName[r.Scenario] == nil {
-				scenario(r.Scenario) // known, even if it did not run in the period
+		var rec drill.Record
+		meta, err := reader.head(raw, f, &rec)
+		if err != nil {
+			return fmt.Errorf("stored record %d of the chain: %w", pos, err)
+		}
+		runs.Add(rec.ID, rec.Scenario, rec.Result, rec.StartedAt)
+		if meta.fresh && inScopeName(rec.Scenario, rec.Labels) {
+			// Runs of a scenario mostly repeat its labels and annotations: this is the first
+			// of its runs with these, and the newest record's say wins.
+			if cs := ControlsOf(rec.Annotations, rec.Labels); len(cs) > 0 {
+				scenario(rec.Scenario).Controls = cs
+				learn(rec.Scenario, cs)
+			} else if byName[rec.Scenario] == nil {
+				scenario(rec.Scenario) // known, even if it did not run in the period
 			}
 		}
-		if !o.Scope.Match(&r) {
+		if !o.Scope.Match(&rec) {
 			return nil
 		}
-		if s.Segment.First == 0 {
-			s.Segment.First, s.Segment.AfterHash = pos, r.PrevHash
+		if err := reader.rest(f, &rec); err != nil {
+			return fmt.Errorf("stored record %d of the chain: %w", pos, err)
 		}
-		s.Segment.Last, s.Segment.LastHash = pos, r.Hash
-		s.add(scenario(r.Scenario), &r)
+		r.inScope.add(pos)
+		if s.Segment.First == 0 {
+			s.Segment.First, s.Segment.AfterHash = pos, rec.PrevHash
+		}
+		s.Segment.Last, s.Segment.LastHash = pos, rec.Hash
+		sc := scenario(rec.Scenario)
+		failures, success := len(s.Failures), sc.LastSuccessRun
+		s.add(sc, &rec)
+		k := r.listed[rec.Scenario]
+		if k == nil {
+			k = &kept{}
+			r.listed[rec.Scenario] = k
+		}
+		k.keep(pos, raw, len(s.Failures) > failures, sc.LastSuccessRun != success)
 		return nil
-	})
+	}})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	res := v.Result()
-	s.Integrity = integrity(res, o.VerifyCommand)
+	s.Integrity = integrity(verification, o.VerifyCommand)
 
 	for _, sc := range byName {
 		sc.finish()
@@ -369,31 +389,39 @@ func Summarize(ctx context.Context, src Source, o Options) (*Summary, error) {
 		s.Controls = append(s.Controls, cs)
 	}
 	sort.Slice(s.Controls, func(i, j int) bool { return s.Controls[i].Control < s.Controls[j].Control })
-	return s, nil
+	if o.Coverage != nil {
+		latest, _ := runs.Latest(ctx, o.Coverage.Scenarios()) // Runs never fails
+		at := s.GeneratedAt
+		if s.To != nil && s.To.Before(at) {
+			at = *s.To
+		}
+		s.Coverage = coverage.Join(o.Coverage, latest, coverage.JoinOptions{Now: at, Within: o.CoverageWithin, Since: o.Scope.From})
+	}
+	r.Summary = s
+	return nil
 }
 
-func integrity(res chain.Result, cmd string) Integrity {
-	in := Integrity{
-		Intact: res.OK(), Records: res.Records, Unprotected: res.Unprotected, ChainHead: res.Head,
-		Signed: res.Signed, SignaturesChecked: res.SignaturesChecked, KeyFingerprint: res.KeyFingerprint,
-		VerifyCommand: cmd,
-	}
-	if res.Break != nil {
-		in.Problem = res.Break.Error()
-		in.Statement = "The history's hash chain is BROKEN: " + res.Break.Error() + ". Records from that point on cannot be trusted."
+func integrity(v history.Verification, cmd string) Integrity {
+	in := Integrity{Verification: v, VerifyCommand: cmd}
+	if v.Break != nil {
+		in.Statement = "The history is not intact: " + v.Problem + ". Nothing from that record on can be trusted."
 		return in
 	}
-	head := res.Head
+	head := v.ChainHead
 	if head == "" {
 		head = "(empty: no chained records)"
 	}
-	sig := fmt.Sprintf("Signatures were not checked (%d of %d records are signed; give the public key to check them).", res.Signed, res.Records-res.Unprotected)
-	if res.SignaturesChecked {
-		sig = fmt.Sprintf("Every record's ed25519 signature verified with key %s.", res.KeyFingerprint)
+	sig := fmt.Sprintf("Signatures were not checked (%d of %d records are signed; give the public key to check them).", v.Signed, v.Records-v.Unprotected)
+	if v.SignaturesChecked {
+		sig = fmt.Sprintf("Every record's ed25519 signature verified with key %s.", v.KeyFingerprint)
 	}
-	in.Statement = fmt.Sprintf("When this report was generated, the hash chain over all %d records of the history was intact; its head is %s. %s", res.Records, head, sig)
-	if res.Unprotected > 0 {
-		in.Statement += fmt.Sprintf(" The first %d records predate the hash chain and are not protected by it.", res.Unprotected)
+	records := fmt.Sprintf("all %d records of the history", v.Records)
+	if c := v.Checkpoint; c != nil {
+		records += fmt.Sprintf(" (the first a checkpoint, %s, that stands for %d earlier runs moved into an archive by a prune; 'firedrill history verify --archive FILE' checks the archive)", c.ID, c.Runs)
+	}
+	in.Statement = fmt.Sprintf("When this report was generated, the hash chain over %s was intact; its head is %s. The history's query columns agreed with every record. %s", records, head, sig)
+	if v.Unprotected > 0 {
+		in.Statement += fmt.Sprintf(" The first %d records predate the hash chain and are not protected by it.", v.Unprotected)
 	}
 	return in
 }
@@ -549,18 +577,4 @@ func Percent(r *float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f%%", *r*100)
-}
-
-// eachInScope calls fn with every record of src in scope, in chain order, with its stored JSON.
-func eachInScope(ctx context.Context, src Source, scope Scope, fn func(r *drill.Record, raw []byte) error) error {
-	return src(ctx, func(raw []byte) error {
-		var r drill.Record
-		if err := decodeRecord(raw, &r); err != nil {
-			return fmt.Errorf("stored record: %w", err)
-		}
-		if !scope.Match(&r) {
-			return nil
-		}
-		return fn(&r, raw)
-	})
 }

@@ -152,6 +152,16 @@ func backupLine(b drill.BackupRecord) string {
 	if b.CreatedAt != nil {
 		facts = append(facts, "data from "+b.CreatedAt.Local().Format("2006-01-02 15:04:05"))
 	}
+	if s := b.Selection; s != nil && s.Chosen != nil {
+		how := "the newest"
+		if s.Seed != nil {
+			how = fmt.Sprintf("at random (seed %d)", *s.Seed)
+		}
+		if s.Window != "" {
+			how += " within " + s.Window
+		}
+		facts = append(facts, fmt.Sprintf("chosen %s of %d", how, s.CandidateCount))
+	}
 	if len(facts) > 0 {
 		line += " (" + strings.Join(facts, ", ") + ")"
 	}

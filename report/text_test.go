@@ -72,3 +72,18 @@ func TestTableAndUnits(t *testing.T) {
 		t.Error("unmeasured is not -")
 	}
 }
+
+// A backup chosen among others says how, so that a reader sees a random choice and its seed.
+func TestBackupLineSaysHowChosen(t *testing.T) {
+	t.Parallel()
+	seed, chosen := uint64(4181102), 3
+	b := drill.BackupRecord{Kind: "velero-backup", Name: "nightly-3", Source: "velero-schedule nightly",
+		Selection: &drill.SelectionRecord{Method: "random", Window: "7d", Seed: &seed, CandidateCount: 7, Chosen: &chosen}}
+	if got, want := backupLine(b), "velero-backup nightly-3 from velero-schedule nightly (chosen at random (seed 4181102) within 7d of 7)"; got != want {
+		t.Errorf("backupLine = %q, want %q", got, want)
+	}
+	b.Selection = &drill.SelectionRecord{Method: "latest", CandidateCount: 2, Chosen: new(int)}
+	if got := backupLine(b); !strings.HasSuffix(got, "(chosen the newest of 2)") {
+		t.Errorf("backupLine = %q", got)
+	}
+}

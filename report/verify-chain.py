@@ -28,11 +28,12 @@ for n, line in enumerate(open(sys.argv[1], encoding="utf-8"), 1):
     digest = hashlib.sha256(enc(rec).encode("utf-8")).digest()
     if digest.hex() != stored:
         sys.exit(f"record {n} ({rec['id']}): modified")
-    if rec["prevHash"] != prev:
+    checkpoint = rec.get("kind") == "checkpoint"  # only ever first: it stands for the records before
+    if rec["prevHash"] != prev or (checkpoint and n > 1):
         sys.exit(f"record {n} ({rec['id']}): deleted, inserted or reordered")
     if pub is not None:
         if not sig:
             sys.exit(f"record {n} ({rec['id']}): unsigned")
         pub.verify(base64.b64decode(sig), digest)  # raises InvalidSignature
-    prev = stored
+    prev = rec["lastHash"] if checkpoint else stored  # a checkpoint: the next record links to its lastHash
 print(f"intact: {n} records after {start or 'the genesis (a whole history)'}, chain head {prev}")

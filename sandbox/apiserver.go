@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
-	"k8s.io/client-go/rest"
+	"github.com/firedrill-dev/firedrill/internal/controlplane"
 )
 
-// APIServerOptions configures a lone kube-apiserver on an existing etcd: the scratch control plane
-// that serves a restored snapshot through the real API.
+// APIServerOptions configures a lone kube-apiserver on an existing etcd, for tests that want one
+// beside a sandbox. Drills use controlplane.StartAPIServer directly.
 type APIServerOptions struct {
 	// Dir holds its credentials, kubeconfig and log. Required.
 	Dir string
@@ -27,109 +25,54 @@ type APIServerOptions struct {
 	EtcdEndpoints []string
 	// EncryptionConfig lets it decrypt values encrypted at rest (--encryption-provider-config).
 	EncryptionConfig string
-	// ServiceCIDR is --service-cluster-ip-range; it should contain the restored cluster's
-	// "kubernetes" Service IP. Default 10.96.0.0/12.
+	// ServiceCIDR is --service-cluster-ip-range. Default 10.96.0.0/12.
 	ServiceCIDR  string
 	ReadyTimeout time.Duration
 	Progress     io.Writer
 }
 
-// APIServer is a running lone kube-apiserver. It writes nothing but its own bookkeeping (leases,
-// the "kubernetes" Service endpoints) to the etcd; no controllers run beside it.
-type APIServer struct{ s *Sandbox }
+// APIServer is a running lone kube-apiserver.
+type APIServer struct {
+	*controlplane.APIServer
+	dir           string
+	etcdEndpoints []string
+}
 
 // StartAPIServer starts kube-apiserver on opts.EtcdEndpoints with fresh credentials and returns
 // once /readyz passes. The process dies with the caller and is stopped by Stop or ctx.
-func StartAPIServer(ctx context.Context, opts APIServerOptions) (_ *APIServer, err error) {
+func StartAPIServer(ctx context.Context, opts APIServerOptions) (*APIServer, error) {
 	if opts.Dir == "" || len(opts.EtcdEndpoints) == 0 {
 		return nil, errors.New("sandbox: APIServerOptions.Dir and EtcdEndpoints are required")
 	}
-	if opts.ReadyTimeout <= 0 {
-		opts.ReadyTimeout = 2 * time.Minute
+	if _, err := LookupBinary(opts.Binary, opts.BinDir, "kube-apiserver"); err != nil {
+		return nil, err
 	}
-	if opts.ServiceCIDR == "" {
-		opts.ServiceCIDR = defaultServiceCIDR
-	}
-	bin, err := LookupBinary(opts.Binary, opts.BinDir, "kube-apiserver")
+	a, err := controlplane.StartAPIServer(ctx, controlplane.APIServerOptions{
+		Dir: opts.Dir, Binary: opts.Binary, BinDir: opts.BinDir, EtcdEndpoints: opts.EtcdEndpoints,
+		EncryptionConfig: opts.EncryptionConfig, ServiceCIDR: opts.ServiceCIDR,
+		ReadyTimeout: opts.ReadyTimeout, Progress: opts.Progress,
+	})
 	if err != nil {
 		return nil, err
 	}
-	dir, err := filepath.Abs(opts.Dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := prepareDir(dir); err != nil {
-		return nil, err
-	}
-	s := &Sandbox{
-		opts:     Options{Dir: dir, ReadyTimeout: opts.ReadyTimeout, EncryptionConfig: opts.EncryptionConfig},
-		binDir:   filepath.Dir(bin),
-		progress: opts.Progress,
-		state:    State{Dir: dir, BinDir: filepath.Dir(bin), StartedAt: time.Now().UTC(), Kubeconfig: filepath.Join(dir, "kubeconfig"), EtcdEndpoints: opts.EtcdEndpoints},
-	}
-	if s.progress == nil {
-		s.progress = io.Discard
-	}
-	defer func() {
-		if err != nil {
-			_ = s.stop()
-		}
-	}()
-	if s.pki, err = writePKI(filepath.Join(dir, "pki")); err != nil {
-		return nil, fmt.Errorf("scratch kube-apiserver: credentials: %w", err)
-	}
-	if err := s.startAPIServer(ctx, bin, opts.ServiceCIDR); err != nil {
-		return nil, err
-	}
-	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.Stop() })
-	return &APIServer{s: s}, nil
+	dir, _ := filepath.Abs(opts.Dir)
+	return &APIServer{APIServer: a, dir: dir, etcdEndpoints: opts.EtcdEndpoints}, nil
 }
 
-// RESTConfig returns an admin client configuration.
-func (a *APIServer) RESTConfig() *rest.Config { return a.s.RESTConfig() }
+// State is what was recorded about it, as a sandbox records its own.
+func (a *APIServer) State() State {
+	return State{Dir: a.dir, Kubeconfig: a.Kubeconfig(), APIServer: a.URL(), EtcdEndpoints: a.etcdEndpoints,
+		Processes: []ProcessState{a.Process().State()}}
+}
 
-// Kubeconfig is the path of an admin kubeconfig.
-func (a *APIServer) Kubeconfig() string { return a.s.Kubeconfig() }
-
-// URL of the API server.
-func (a *APIServer) URL() string { return a.s.State().APIServer }
-
-// Log is the path of its log.
-func (a *APIServer) Log() string { return filepath.Join(a.s.Dir(), "logs", "kube-apiserver.log") }
-
-// Stop stops the process and waits until it is gone.
-func (a *APIServer) Stop() error { return a.s.Stop() }
-
-// State is what was recorded about it.
-func (a *APIServer) State() State { return a.s.State() }
-
-// LookupBinary resolves a component binary: an absolute or relative path (containing a slash) as
-// is; otherwise name (default def) in binDir (default FindBinDir()), then on PATH. The error says
-// where it looked and how to get one.
+// LookupBinary is controlplane.LookupBinary with a hint at how the sandbox builds its binaries.
 func LookupBinary(name, binDir, def string) (string, error) {
-	if name == "" {
-		name = def
+	p, err := controlplane.LookupBinary(name, binDir, def)
+	if err != nil && filepath.Base(name) == name {
+		return "", fmt.Errorf("%w (the sandbox's are built by `make sandbox-bin`)", err)
 	}
-	if filepath.Base(name) != name {
-		p, err := filepath.Abs(name)
-		if err != nil {
-			return "", err
-		}
-		if st, err := os.Stat(p); err != nil || st.IsDir() {
-			return "", fmt.Errorf("%s not found at %s", def, p)
-		}
-		return p, nil
-	}
-	if binDir == "" {
-		binDir = FindBinDir()
-	}
-	if p, err := filepath.Abs(filepath.Join(binDir, name)); err == nil {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return filepath.Abs(p)
-	}
-	return "", fmt.Errorf("%s not found in %s or on PATH: build it with `make sandbox-bin`, or name its path", name, binDir)
+	return p, err
 }
+
+// FindBinDir returns where the component binaries are expected (see controlplane.FindBinDir).
+func FindBinDir() string { return controlplane.FindBinDir() }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/firedrill-dev/firedrill/internal/controlplane"
 )
 
 // ErrMissingBinaries is returned (wrapped in a *MissingBinariesError) when component binaries
@@ -28,24 +30,7 @@ func (e *MissingBinariesError) Error() string {
 func (e *MissingBinariesError) Unwrap() error { return ErrMissingBinaries }
 
 // ComponentError says which component failed to start and shows the end of its log.
-type ComponentError struct {
-	Component string
-	Err       error
-	Log       string // path of the component's log
-	LastLines string
-}
+type ComponentError = controlplane.ComponentError
 
-func (e *ComponentError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "sandbox: %s: %v", e.Component, e.Err)
-	if e.Log != "" {
-		fmt.Fprintf(&b, "\n  log: %s", e.Log)
-	}
-	if e.LastLines != "" {
-		b.WriteString("\n  last lines:\n    ")
-		b.WriteString(strings.ReplaceAll(e.LastLines, "\n", "\n    "))
-	}
-	return b.String()
-}
-
-func (e *ComponentError) Unwrap() error { return e.Err }
+// ProcessState identifies one started component by its process group.
+type ProcessState = controlplane.ProcessState

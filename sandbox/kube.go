@@ -2,13 +2,8 @@ package sandbox
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,103 +13,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+
+	"github.com/firedrill-dev/firedrill/internal/controlplane"
 )
-
-const contextName = "firedrill-sandbox"
-
-// connect writes the admin kubeconfig for an API server on port and builds clients from it.
-func (s *Sandbox) connect(port int) error {
-	server := loopbackURL("https", port)
-	if s.rest != nil && s.rest.Host == server {
-		return nil
-	}
-	ca, err := os.ReadFile(s.pki.CACert)
-	if err != nil {
-		return err
-	}
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[contextName] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
-	cfg.AuthInfos[contextName] = &clientcmdapi.AuthInfo{Token: s.pki.AdminToken}
-	cfg.Contexts[contextName] = &clientcmdapi.Context{Cluster: contextName, AuthInfo: contextName, Namespace: "default"}
-	cfg.CurrentContext = contextName
-	if err := clientcmd.WriteToFile(*cfg, s.state.Kubeconfig); err != nil {
-		return fmt.Errorf("write kubeconfig: %w", err)
-	}
-	rc, err := clientcmd.NewDefaultClientConfig(*cfg, nil).ClientConfig()
-	if err != nil {
-		return err
-	}
-	rc.QPS, rc.Burst = 100, 200
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	s.rest, s.client = rc, client
-	s.update(func(st *State) { st.APIServer = server })
-	return nil
-}
-
-func probeAPIServer(ctx context.Context, c kubernetes.Interface) error {
-	body, err := c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-	if err != nil {
-		return fmt.Errorf("/readyz: %v %s", err, strings.TrimSpace(string(body)))
-	}
-	// The bootstrap controller creates the default namespace shortly after /readyz turns ok.
-	_, err = c.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
-	return err
-}
 
 func probeDefaultServiceAccount(ctx context.Context, c kubernetes.Interface) error {
 	_, err := c.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 	return err
-}
-
-func probeEtcd(ctx context.Context, url string) error {
-	body, err := httpGet(ctx, url+"/health")
-	if err != nil {
-		return err
-	}
-	if !strings.Contains(body, `"health":"true"`) {
-		return fmt.Errorf("/health: %s", body)
-	}
-	return nil
-}
-
-func probeHealthz(ctx context.Context, url string) error {
-	body, err := httpGet(ctx, url)
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(body) != "ok" {
-		return fmt.Errorf("%s: %s", url, body)
-	}
-	return nil
-}
-
-// insecureLoopback talks to components' own self-signed health endpoints on loopback; nothing
-// but a health status crosses it.
-var insecureLoopback = &http.Client{
-	Timeout:   5 * time.Second,
-	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true},
-}
-
-func httpGet(ctx context.Context, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := insecureLoopback.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return string(b), nil
 }
 
 // createNodes registers the kwok nodes and waits until kwok reports each Ready.
@@ -124,7 +30,7 @@ func (s *Sandbox) createNodes(ctx context.Context) error {
 	names := make([]string, s.opts.Nodes)
 	for i := range names {
 		names[i] = fmt.Sprintf("kwok-node-%d", i)
-		n := fakeNode(names[i])
+		n := fakeNode(names[i], s.opts.RealNode)
 		if _, err := nodes.Create(ctx, n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return &ComponentError{Component: "kwok", Err: fmt.Errorf("create node %s: %w", names[i], err)}
 		}
@@ -141,7 +47,7 @@ func (s *Sandbox) createNodes(ctx context.Context) error {
 			case <-ctx.Done():
 				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 					return &ComponentError{Component: "kwok", Err: fmt.Errorf("node %s not Ready after %s", name, s.opts.ReadyTimeout),
-						Log: logOf(s, "kwok"), LastLines: tailFile(logOf(s, "kwok"), 0, 15)}
+						Log: s.launcher.LogPath("kwok"), LastLines: controlplane.TailFile(s.launcher.LogPath("kwok"), 0, 15)}
 				}
 				return ctx.Err()
 			case <-time.After(200 * time.Millisecond):
@@ -150,10 +56,6 @@ func (s *Sandbox) createNodes(ctx context.Context) error {
 	}
 	fmt.Fprintf(s.progress, "  %-24s ready in %4.1fs  %s\n", fmt.Sprintf("%d kwok node(s)", len(names)), time.Since(t0).Seconds(), strings.Join(names, ","))
 	return nil
-}
-
-func logOf(s *Sandbox, name string) string {
-	return filepath.Join(s.opts.Dir, "logs", name+".log")
 }
 
 func nodeReady(n *corev1.Node) bool {
@@ -165,8 +67,14 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
-// fakeNode is a Node that kwok manages (the annotation) with room for a demo and a few drills.
-func fakeNode(name string) *corev1.Node {
+// FakeNodeTaint keeps pods off kwok's nodes beside a real node: a pod there would "run" without a
+// container, and a check of it would pass on nothing. Pods meant for a fake node tolerate it and
+// select the label type=kwok.
+var FakeNodeTaint = corev1.Taint{Key: "kwok.x-k8s.io/node", Value: "fake", Effect: corev1.TaintEffectNoSchedule}
+
+// fakeNode is a Node that kwok manages (the annotation) with room for a demo and a few drills;
+// tainted when a real node runs beside it.
+func fakeNode(name string, tainted bool) *corev1.Node {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
@@ -186,19 +94,38 @@ func fakeNode(name string) *corev1.Node {
 				"type":                   "kwok",
 			},
 		},
+		Spec:   nodeSpec(tainted),
 		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
 	}
 }
 
-// StorageClass is the sandbox's default StorageClass. The controller-manager's hostPath
-// provisioner serves it, so PersistentVolumeClaims bind without a CSI driver.
+func nodeSpec(tainted bool) corev1.NodeSpec {
+	if !tainted {
+		return corev1.NodeSpec{}
+	}
+	return corev1.NodeSpec{Taints: []corev1.Taint{FakeNodeTaint}}
+}
+
+// StorageClass is the sandbox's default StorageClass, so PersistentVolumeClaims bind without a
+// CSI driver. On a real node it makes `local` PersistentVolumes in a directory of the node
+// (firedrill-local-provisioner), whose data Velero's file-system backup reads; on kwok nodes the
+// controller-manager's hostPath provisioner serves it.
 const StorageClass = "standard"
 
-func createStorageClass(ctx context.Context, c kubernetes.Interface) error {
+// localProvisioner is the provisioner name of StorageClass on a real node.
+const localProvisioner = "firedrill.dev/local"
+
+func createStorageClass(ctx context.Context, c kubernetes.Interface, realNode bool) error {
 	sc := &storagev1.StorageClass{
 		ObjectMeta: metav1.ObjectMeta{Name: StorageClass,
 			Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}},
 		Provisioner: "kubernetes.io/host-path",
+	}
+	if realNode {
+		sc.Provisioner = localProvisioner
+		sc.ReclaimPolicy = ptr.To(corev1.PersistentVolumeReclaimDelete)
+		// A local volume belongs to one node: the one its first pod is scheduled to.
+		sc.VolumeBindingMode = ptr.To(storagev1.VolumeBindingWaitForFirstConsumer)
 	}
 	_, err := c.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {

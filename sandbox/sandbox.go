@@ -12,16 +12,16 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/firedrill-dev/firedrill/internal/controlplane"
 )
 
 // Component binaries that every sandbox needs, and those that Options.Velero adds.
@@ -37,8 +37,19 @@ type Options struct {
 	Dir string
 	// BinDir holds the component binaries; empty means FindBinDir().
 	BinDir string
-	// Nodes is the number of kwok nodes; 0 means 1.
+	// Nodes is the number of kwok (simulated) nodes; 0 means 1, or none with RealNode.
 	Nodes int
+	// RealNode also runs a real node on this machine (RealNodeName): containerd, runc, a CNI
+	// bridge, kubelet and kube-proxy, with images from bin/images imported, a default
+	// StorageClass of `local` volumes and, with Velero, node-agent for file-system backups. It
+	// needs root and cgroups (CanRunRealNode says why not), and there is one per machine: Start
+	// refuses (ErrRealNodeBusy) while another sandbox's real node runs. The API server and the
+	// S3 server then listen on the node's bridge address instead of loopback, so pods reach them;
+	// nothing outside this machine does.
+	RealNode bool
+	// NetworkPolicy, with RealNode, enforces NetworkPolicy with kube-router's firewall (for test
+	// sandboxes only: security advisories exist for the pinned version, it never ships).
+	NetworkPolicy bool
 	// Velero also starts an S3 server with a bucket and a Velero server whose default
 	// BackupStorageLocation points at it, and waits until that location is Available.
 	Velero bool
@@ -75,12 +86,13 @@ type Sandbox struct {
 	opts     Options
 	binDir   string
 	progress io.Writer
-	pki      *pki
+	pki      *controlplane.PKI
+	launcher *controlplane.Launcher
 	rest     *rest.Config
 	client   kubernetes.Interface
 
 	mu    sync.Mutex
-	procs []*process
+	procs []*controlplane.Process
 	state State
 
 	stopCtx  func() bool // unregisters the context watcher
@@ -94,7 +106,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if opts.Dir == "" {
 		return nil, errors.New("sandbox: Options.Dir is required")
 	}
-	if opts.Nodes <= 0 {
+	if opts.Nodes <= 0 && !opts.RealNode {
 		opts.Nodes = 1
 	}
 	if opts.ReadyTimeout <= 0 {
@@ -119,6 +131,19 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 			need = slices.DeleteFunc(need, func(n string) bool { return n == "versitygw" })
 		}
 	}
+	if opts.RealNode {
+		if err := CanRunRealNode(binDir); err != nil {
+			return nil, err
+		}
+		if opts.Nodes == 0 {
+			need = slices.DeleteFunc(slices.Clone(need), func(n string) bool { return n == "kwok" })
+		}
+	} else if opts.NetworkPolicy {
+		return nil, errors.New("sandbox: Options.NetworkPolicy needs RealNode")
+	}
+	if opts.NetworkPolicy {
+		need = append(slices.Clone(need), "kube-router")
+	}
 	if err := checkBinaries(binDir, need); err != nil {
 		return nil, err
 	}
@@ -131,16 +156,32 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		s.progress = io.Discard
 	}
 	s.state = State{Dir: dir, BinDir: binDir, StartedAt: time.Now().UTC(), Kubeconfig: filepath.Join(dir, "kubeconfig")}
+	s.launcher = &controlplane.Launcher{
+		BinDir: binDir, LogDir: filepath.Join(dir, "logs"), Detach: opts.Detach,
+		ReadyTimeout: opts.ReadyTimeout, Progress: s.progress,
+		Started: s.track, Discarded: s.untrack,
+	}
 	defer func() {
 		if err != nil {
 			_ = s.stop()
-			if ctx.Err() != nil {
+			var ce *ComponentError
+			switch {
+			case ctx.Err() != nil:
 				err = fmt.Errorf("sandbox start interrupted: %w", ctx.Err())
+			case errors.As(err, &ce):
+				err = fmt.Errorf("sandbox: %w", err)
 			}
 		}
 	}()
 
-	if s.pki, err = writePKI(filepath.Join(dir, "pki")); err != nil {
+	pkiOpts := controlplane.PKIOptions{}
+	if opts.RealNode {
+		if err := s.prepareNode(ctx); err != nil {
+			return nil, fmt.Errorf("sandbox: real node: %w", err)
+		}
+		pkiOpts = controlplane.PKIOptions{ServingIPs: []net.IP{net.ParseIP(nodeIP)}, Users: nodeUsers()}
+	}
+	if s.pki, err = controlplane.NewPKI(filepath.Join(dir, "pki"), pkiOpts); err != nil {
 		return nil, fmt.Errorf("sandbox: credentials: %w", err)
 	}
 
@@ -177,11 +218,11 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 }
 
 func (s *Sandbox) startControlPlane(ctx context.Context) error {
-	etcd, err := s.launch(ctx, component{
-		name:   "etcd",
-		nports: 2,
-		args: func(p []int) []string {
-			client, peer := loopbackURL("http", p[0]), loopbackURL("http", p[1])
+	etcd, err := s.launch(ctx, controlplane.Component{
+		Name:   "etcd",
+		NPorts: 2,
+		Args: func(p []int) []string {
+			client, peer := controlplane.LoopbackURL("http", p[0]), controlplane.LoopbackURL("http", p[1])
 			return []string{
 				"--name=default", "--data-dir=" + filepath.Join(s.opts.Dir, "etcd"),
 				"--listen-client-urls=" + client, "--advertise-client-urls=" + client,
@@ -191,39 +232,44 @@ func (s *Sandbox) startControlPlane(ctx context.Context) error {
 				"--quota-backend-bytes=" + fmt.Sprint(8<<30),
 			}
 		},
-		ready: func(ctx context.Context, p []int) error { return probeEtcd(ctx, loopbackURL("http", p[0])) },
+		Ready: func(ctx context.Context, p []int) error {
+			return controlplane.ProbeEtcd(ctx, controlplane.LoopbackURL("http", p[0]))
+		},
 	})
 	if err != nil {
 		return err
 	}
-	s.update(func(st *State) { st.EtcdEndpoints = []string{loopbackURL("http", etcd.ports[0])} })
+	s.update(func(st *State) { st.EtcdEndpoints = []string{controlplane.LoopbackURL("http", etcd.Ports()[0])} })
 
-	if err := s.startAPIServer(ctx, "kube-apiserver", defaultServiceCIDR); err != nil {
+	if err := s.startAPIServer(ctx); err != nil {
 		return err
 	}
-	if err := createStorageClass(ctx, s.client); err != nil {
+	if err := createStorageClass(ctx, s.client, s.opts.RealNode); err != nil {
 		return &ComponentError{Component: "kube-apiserver", Err: fmt.Errorf("create StorageClass: %w", err)}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		_, err := s.launch(gctx, component{
-			name:   "kube-controller-manager",
-			nports: 1,
-			args: func(p []int) []string {
+		_, err := s.launch(gctx, controlplane.Component{
+			Name:   "kube-controller-manager",
+			NPorts: 1,
+			Args: func(p []int) []string {
 				return append(s.componentAuthArgs(p[0]),
 					"--leader-elect=false",
 					"--controllers=*",
 					"--use-service-account-credentials=false",
 					"--service-account-private-key-file="+s.pki.SAKey,
-					"--root-ca-file="+s.pki.CACert,
+					"--root-ca-file="+s.pki.CA.CertFile,
 					"--cluster-cidr=10.244.0.0/16",
-					// Dynamic PersistentVolumes for the "standard" StorageClass, so PVCs bind.
-					"--enable-hostpath-provisioner=true",
+					// Dynamic PersistentVolumes for the "standard" StorageClass, so PVCs bind
+					// (on a real node the local provisioner serves it instead).
+					fmt.Sprintf("--enable-hostpath-provisioner=%v", !s.opts.RealNode),
+					// Its default, /usr/libexec/kubernetes/..., would be created on the host.
+					"--flex-volume-plugin-dir="+filepath.Join(s.opts.Dir, "flexvolume"),
 				)
 			},
-			ready: func(ctx context.Context, p []int) error {
-				if err := probeHealthz(ctx, fmt.Sprintf("https://127.0.0.1:%d/healthz", p[0])); err != nil {
+			Ready: func(ctx context.Context, p []int) error {
+				if err := controlplane.ProbeHealthz(ctx, fmt.Sprintf("https://127.0.0.1:%d/healthz", p[0])); err != nil {
 					return err
 				}
 				// The service-account controller creating default/default shows controllers are running.
@@ -233,26 +279,33 @@ func (s *Sandbox) startControlPlane(ctx context.Context) error {
 		return err
 	})
 	g.Go(func() error {
-		_, err := s.launch(gctx, component{
-			name:   "kube-scheduler",
-			nports: 1,
-			args: func(p []int) []string {
+		_, err := s.launch(gctx, controlplane.Component{
+			Name:   "kube-scheduler",
+			NPorts: 1,
+			Args: func(p []int) []string {
 				return append(s.componentAuthArgs(p[0]), "--leader-elect=false")
 			},
-			ready: func(ctx context.Context, p []int) error {
-				return probeHealthz(ctx, fmt.Sprintf("https://127.0.0.1:%d/healthz", p[0]))
+			Ready: func(ctx context.Context, p []int) error {
+				return controlplane.ProbeHealthz(ctx, fmt.Sprintf("https://127.0.0.1:%d/healthz", p[0]))
 			},
 		})
 		return err
 	})
+	if s.opts.RealNode {
+		g.Go(func() error { return s.startNode(gctx) })
+	}
+	if s.opts.Nodes == 0 {
+		return g.Wait()
+	}
 	g.Go(func() error {
-		if _, err := s.launch(gctx, component{
-			name:   "kwok",
-			nports: 1,
-			args: func(p []int) []string {
+		if _, err := s.launch(gctx, controlplane.Component{
+			Name:   "kwok",
+			NPorts: 1,
+			Args: func(p []int) []string {
 				args := []string{
 					"--kubeconfig=" + s.state.Kubeconfig,
-					"--manage-all-nodes=true",
+					// Only its own nodes: with all, it would take over the real node and its pods.
+					"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 					"--cidr=10.0.0.1/16",
 					"--node-ip=10.0.0.1",
 					fmt.Sprintf("--server-address=127.0.0.1:%d", p[0]),
@@ -262,8 +315,8 @@ func (s *Sandbox) startControlPlane(ctx context.Context) error {
 				}
 				return args
 			},
-			ready: func(ctx context.Context, p []int) error {
-				return probeHealthz(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", p[0]))
+			Ready: func(ctx context.Context, p []int) error {
+				return controlplane.ProbeHealthz(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", p[0]))
 			},
 		}); err != nil {
 			return err
@@ -273,45 +326,24 @@ func (s *Sandbox) startControlPlane(ctx context.Context) error {
 	return g.Wait()
 }
 
-// defaultServiceCIDR is kubeadm's default, so a scratch API server on a restored kubeadm cluster
-// finds its "kubernetes" Service inside the range.
-const defaultServiceCIDR = "10.96.0.0/12"
-
-// startAPIServer starts kube-apiserver (bin: a name in the bin dir or an absolute path) on the
-// recorded etcd endpoints, and connects the sandbox's clients to it.
-func (s *Sandbox) startAPIServer(ctx context.Context, bin, serviceCIDR string) error {
-	_, err := s.launch(ctx, component{
-		name:   "kube-apiserver",
-		bin:    bin,
-		nports: 1,
-		args: func(p []int) []string {
-			args := []string{
-				"--etcd-servers=" + strings.Join(s.state.EtcdEndpoints, ","),
-				"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", p[0]),
-				"--tls-cert-file=" + s.pki.ServingCert, "--tls-private-key-file=" + s.pki.ServingKey,
-				"--cert-dir=" + filepath.Join(s.opts.Dir, "apiserver"),
-				"--token-auth-file=" + s.pki.TokenFile,
-				"--authorization-mode=RBAC",
-				"--service-account-key-file=" + s.pki.SAPub,
-				"--service-account-signing-key-file=" + s.pki.SAKey,
-				"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-				"--service-cluster-ip-range=" + serviceCIDR,
-				"--allow-privileged=true",
-				"--profiling=false",
-			}
-			if s.opts.EncryptionConfig != "" {
-				args = append(args, "--encryption-provider-config="+s.opts.EncryptionConfig)
-			}
-			return args
-		},
-		ready: func(ctx context.Context, p []int) error {
-			if err := s.connect(p[0]); err != nil {
-				return err
-			}
-			return probeAPIServer(ctx, s.client)
-		},
-	})
-	return err
+// startAPIServer starts kube-apiserver on the recorded etcd endpoints and connects the sandbox's
+// clients to it.
+func (s *Sandbox) startAPIServer(ctx context.Context) error {
+	opts := controlplane.APIServerOptions{
+		Dir: s.opts.Dir, EtcdEndpoints: s.state.EtcdEndpoints, PKI: s.pki,
+		EncryptionConfig: s.opts.EncryptionConfig,
+	}
+	if s.opts.RealNode {
+		// Pods reach it through the "kubernetes" Service, whose endpoint is this address.
+		opts.BindAddress, opts.AuthorizationMode, opts.ExtraArgs = nodeIP, "Node,RBAC", s.apiServerNodeArgs()
+	}
+	api, err := s.launcher.StartAPIServer(ctx, opts)
+	if err != nil {
+		return err
+	}
+	s.rest, s.client = api.RESTConfig(), api.Client()
+	s.update(func(st *State) { st.APIServer = api.URL() })
+	return nil
 }
 
 // componentAuthArgs are the flags controller-manager and scheduler share: the admin kubeconfig,
@@ -325,96 +357,15 @@ func (s *Sandbox) componentAuthArgs(port int) []string {
 	}
 }
 
-// component describes how to start one binary and how to tell it is ready.
-type component struct {
-	name   string
-	bin    string // defaults to name
-	nports int
-	args   func(ports []int) []string
-	env    []string
-	ready  func(ctx context.Context, ports []int) error
+func (s *Sandbox) launch(ctx context.Context, c controlplane.Component) (*controlplane.Process, error) {
+	return s.launcher.Launch(ctx, c)
 }
 
-// launch starts a component and waits until it is ready. Ports are picked free just before the
-// start; if another process takes one in between, the component is started again on new ports.
-func (s *Sandbox) launch(ctx context.Context, c component) (*process, error) {
-	bin := c.bin
-	if bin == "" {
-		bin = c.name
-	}
-	logPath := filepath.Join(s.opts.Dir, "logs", c.name+".log")
-	t0 := time.Now()
-	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(c.nports)
-		if err != nil {
-			return nil, &ComponentError{Component: c.name, Err: err}
-		}
-		if !filepath.IsAbs(bin) {
-			bin = filepath.Join(s.binDir, bin)
-		}
-		p, err := startProcess(c.name, bin, c.args(ports), c.env, logPath, ports, s.opts.Detach)
-		if err != nil {
-			return nil, &ComponentError{Component: c.name, Err: err, Log: logPath}
-		}
-		s.track(p)
-		err = s.waitReady(ctx, p, c)
-		if err == nil {
-			fmt.Fprintf(s.progress, "  %-24s ready in %4.1fs  %s\n", c.name, time.Since(t0).Seconds(), describePorts(ports))
-			return p, nil
-		}
-		var taken *portTakenError
-		if errors.As(err, &taken) && attempt < 3 {
-			_ = stopGroup(p.state(), 5*time.Second)
-			s.untrack(p)
-			continue
-		}
-		if taken != nil {
-			err = taken.ComponentError
-		}
-		return nil, err
-	}
-}
-
-// portTakenError is a start-up failure because a port was taken between picking and binding.
-type portTakenError struct{ *ComponentError }
-
-func (s *Sandbox) waitReady(ctx context.Context, p *process, c component) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ReadyTimeout)
-	defer cancel()
-	var last error
-	for {
-		if p.exited() {
-			tail := tailFile(p.logPath, p.logOffset, 15)
-			ce := &ComponentError{Component: c.name, Err: fmt.Errorf("exited during start-up (%v)", p.waitErr), Log: p.logPath, LastLines: tail}
-			if strings.Contains(tail, "address already in use") {
-				return &portTakenError{ce}
-			}
-			return ce
-		}
-		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-		last = c.ready(pctx, p.ports)
-		pcancel()
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return &ComponentError{Component: c.name, Err: fmt.Errorf("not ready after %s: %v", s.opts.ReadyTimeout, last),
-					Log: p.logPath, LastLines: tailFile(p.logPath, p.logOffset, 15)}
-			}
-			return &ComponentError{Component: c.name, Err: ctx.Err(), Log: p.logPath}
-		case <-p.done:
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func (s *Sandbox) track(p *process) {
+func (s *Sandbox) track(p *controlplane.Process) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.procs = append(s.procs, p)
-	s.state.Processes = append(s.state.Processes, p.state())
+	s.state.Processes = append(s.state.Processes, p.State())
 	// Recorded as soon as it starts, so that `sandbox down` finds it even if start-up dies here.
 	_ = s.saveStateLocked()
 }
@@ -427,11 +378,11 @@ func (s *Sandbox) update(f func(st *State)) {
 	_ = s.saveStateLocked()
 }
 
-func (s *Sandbox) untrack(p *process) {
+func (s *Sandbox) untrack(p *controlplane.Process) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.procs = slices.DeleteFunc(s.procs, func(q *process) bool { return q == p })
-	s.state.Processes = slices.DeleteFunc(s.state.Processes, func(q ProcessState) bool { return q.PGID == p.pgid })
+	s.procs = slices.DeleteFunc(s.procs, func(q *controlplane.Process) bool { return q == p })
+	s.state.Processes = slices.DeleteFunc(s.state.Processes, func(q ProcessState) bool { return q.PGID == p.State().PGID })
 	_ = s.saveStateLocked()
 }
 
@@ -451,9 +402,9 @@ func (s *Sandbox) Stop() error {
 // others running: for tests of what happens when, say, the Velero server goes away.
 func (s *Sandbox) StopComponent(name string) error {
 	s.mu.Lock()
-	var p *process
+	var p *controlplane.Process
 	for _, q := range s.procs {
-		if q.name == name {
+		if q.Name() == name {
 			p = q
 		}
 	}
@@ -461,12 +412,8 @@ func (s *Sandbox) StopComponent(name string) error {
 	if p == nil {
 		return fmt.Errorf("sandbox: no component %q is running", name)
 	}
-	if err := stopGroup(p.state(), 10*time.Second); err != nil {
+	if err := p.Stop(10 * time.Second); err != nil {
 		return err
-	}
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
 	}
 	s.untrack(p)
 	return nil
@@ -477,10 +424,10 @@ func (s *Sandbox) stop() error {
 	st := s.state
 	procs := slices.Clone(s.procs)
 	s.mu.Unlock()
-	err := stopProcesses(st.Processes)
+	err := stopState(st)
 	for _, p := range procs {
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(5 * time.Second):
 		}
 	}
@@ -523,48 +470,8 @@ func (s *Sandbox) State() State {
 	return st
 }
 
-func loopbackURL(scheme string, port int) string {
-	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
-}
-
-func describePorts(ports []int) string {
-	var b strings.Builder
-	for i, p := range ports {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, "127.0.0.1:%d", p)
-	}
-	return b.String()
-}
-
-// freePorts asks the kernel for n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func checkBinaries(binDir string, names []string) error {
-	var missing []string
-	for _, n := range names {
-		if st, err := os.Stat(filepath.Join(binDir, n)); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-			missing = append(missing, n)
-		}
-	}
+	missing := controlplane.MissingBinaries(binDir, names)
 	if slices.Contains(names, "kwok") && len(kwokStages(binDir)) == 0 {
 		missing = append(missing, "kwok-stages/*.yaml")
 	}

@@ -151,3 +151,25 @@ func exec(name string, args ...string) (string, error) {
 	out, err := osexec.Command(name, args...).Output()
 	return strings.TrimSpace(string(out)), err
 }
+
+// A machine that cannot run the real node is told why, with what to do; Start refuses it.
+func TestRealNodeNeedsItsBinariesAndSaysSo(t *testing.T) {
+	t.Parallel()
+	bin := t.TempDir()
+	err := sandbox.CanRunRealNode(bin)
+	if err == nil {
+		t.Fatal("an empty bin dir can run a real node")
+	}
+	for _, want := range []string{"cannot run the sandbox's real node", "kubelet", "containerd", "cni/bridge", "make sandbox-bin", "pause.tar"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	_, err = sandbox.Start(context.Background(), sandbox.Options{Dir: t.TempDir(), BinDir: bin, RealNode: true})
+	if err == nil || !strings.Contains(err.Error(), "cannot run the sandbox's real node") {
+		t.Errorf("Start: %v", err)
+	}
+	if _, err := sandbox.Start(context.Background(), sandbox.Options{Dir: t.TempDir(), BinDir: bin, NetworkPolicy: true}); err == nil {
+		t.Error("NetworkPolicy without RealNode was accepted")
+	}
+}

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/firedrill-dev/firedrill/internal/controlplane"
 )
 
 const (
@@ -29,23 +32,15 @@ type State struct {
 	EtcdEndpoints   []string       `json:"etcdEndpoints,omitempty"`
 	S3              *S3            `json:"s3,omitempty"`
 	VeleroNamespace string         `json:"veleroNamespace,omitempty"`
+	RealNode        *NodeState     `json:"realNode,omitempty"`
 	Processes       []ProcessState `json:"processes"`
-}
-
-// ProcessState identifies one started component by its process group.
-type ProcessState struct {
-	Name       string `json:"name"`
-	PGID       int    `json:"pgid"`
-	StartTicks uint64 `json:"startTicks"` // start time of the group leader, guards against pid reuse
-	Ports      []int  `json:"ports,omitempty"`
-	Log        string `json:"log"`
 }
 
 // Running lists the recorded components that are still running.
 func (st State) Running() []string {
 	var names []string
 	for _, p := range st.Processes {
-		if ownsGroup(p) {
+		if p.Running() {
 			names = append(names, p.Name)
 		}
 	}
@@ -75,11 +70,35 @@ func StopDir(dir string) ([]string, error) {
 		return nil, err
 	}
 	running := st.Running()
-	if err := stopProcesses(st.Processes); err != nil {
+	if err := stopState(st); err != nil {
 		return running, err
 	}
 	removeStateFiles(dir)
 	return running, nil
+}
+
+// stopState stops what st records. A real node goes first and in order: kubelet, so it restarts
+// nothing; then its pods, through the runtime, so their networks and mounts are released; then
+// every process; then the host is put back as it was before the node started.
+func stopState(st State) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var errs []error
+	if st.RealNode != nil {
+		for _, p := range st.Processes {
+			if p.Name == "kubelet" || p.Name == "kube-router" {
+				errs = append(errs, controlplane.StopGroup(p, 10*time.Second))
+			}
+		}
+		removePods(ctx, st.RealNode.ContainerdSocket)
+	}
+	errs = append(errs, stopProcesses(st.Processes))
+	if st.RealNode != nil {
+		if err := releaseNode(ctx, st.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("put the host back as it was: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // stopProcesses stops clients before the API server and the API server before its store, so
@@ -106,7 +125,7 @@ func stopProcesses(ps []ProcessState) error {
 				continue
 			}
 			wg.Go(func() {
-				if err := stopGroup(p, 10*time.Second); err != nil {
+				if err := controlplane.StopGroup(p, 10*time.Second); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -140,7 +159,11 @@ func prepareDir(dir string) error {
 	default:
 		return err
 	}
-	for _, name := range []string{stateFile, envFile, "kubeconfig", "etcd", "pki", "apiserver", "certs", "s3", "velero", "logs"} {
+	// A real node that ran here and was never stopped still holds mounts under dir/node.
+	if err := releaseNode(context.Background(), dir); err != nil {
+		return fmt.Errorf("sandbox: take down the real node a killed sandbox left in %s: %w", dir, err)
+	}
+	for _, name := range []string{stateFile, envFile, "kubeconfig", "etcd", "pki", "apiserver", "certs", "s3", "velero", "logs", "node", "flexvolume"} {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("sandbox: clear %s: %w", dir, err)
 		}
@@ -169,6 +192,10 @@ func (st State) Env() [][2]string {
 		env["FIREDRILL_S3_BUCKET"] = st.S3.Bucket
 		env["FIREDRILL_S3_ACCESS_KEY_ID"] = st.S3.AccessKey
 		env["FIREDRILL_S3_SECRET_ACCESS_KEY"] = st.S3.SecretKey
+	}
+	if st.RealNode != nil {
+		// Drills' probe pods run the probe image the real node has imported.
+		env["FIREDRILL_PROBE_IMAGE"] = ProbeImage
 	}
 	if st.VeleroNamespace != "" {
 		// The velero CLI reads this, so `velero backup get` works after sourcing the file.
@@ -212,31 +239,4 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// FindBinDir returns where the component binaries are expected: $FIREDRILL_BIN_DIR, else the
-// directory of the running executable when it holds kube-apiserver (bin/firedrill sits next to
-// them), else bin/ at the root of the firedrill checkout that contains the working directory.
-func FindBinDir() string {
-	if d := os.Getenv("FIREDRILL_BIN_DIR"); d != "" {
-		return d
-	}
-	if exe, err := os.Executable(); err == nil {
-		d := filepath.Dir(exe)
-		if _, err := os.Stat(filepath.Join(d, "kube-apiserver")); err == nil {
-			return d
-		}
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for d := wd; ; d = filepath.Dir(d) {
-			if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil &&
-				strings.HasPrefix(string(b), "module github.com/firedrill-dev/firedrill\n") {
-				return filepath.Join(d, "bin")
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	return "bin"
 }

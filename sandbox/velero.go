@@ -6,13 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
-	crdsv1 "github.com/vmware-tanzu/velero/config/crd/v1/crds"
-	crdsv2 "github.com/vmware-tanzu/velero/config/crd/v2alpha1/crds"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +23,9 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/firedrill-dev/firedrill/internal/controlplane"
+	"github.com/firedrill-dev/firedrill/internal/velerocrds"
 )
 
 const (
@@ -51,27 +53,28 @@ func (s *Sandbox) startS3(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(root, s3Bucket), 0o755); err != nil {
 		return err
 	}
-	p, err := s.launch(ctx, component{
-		name:   "versitygw",
-		nports: 1,
-		args: func(p []int) []string {
+	// On a real node Velero's data-path pods talk to it, so it listens on the node address.
+	host := "127.0.0.1"
+	if s.opts.RealNode {
+		host = nodeIP
+	}
+	url := func(port int) string { return "http://" + net.JoinHostPort(host, strconv.Itoa(port)) }
+	p, err := s.launch(ctx, controlplane.Component{
+		Name:   "versitygw",
+		NPorts: 1,
+		Host:   host,
+		Args: func(p []int) []string {
 			return []string{"--access", info.AccessKey, "--secret", info.SecretKey,
-				"--port", fmt.Sprintf("127.0.0.1:%d", p[0]), "posix", root}
+				"--port", net.JoinHostPort(host, strconv.Itoa(p[0])), "posix", root}
 		},
-		ready: func(ctx context.Context, p []int) error {
-			// Any HTTP answer (an unsigned request is refused) means it serves.
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, loopbackURL("http", p[0])+"/", nil)
-			resp, err := insecureLoopback.Do(req)
-			if err != nil {
-				return err
-			}
-			return resp.Body.Close()
+		Ready: func(ctx context.Context, p []int) error {
+			return controlplane.ProbeServing(ctx, url(p[0])+"/")
 		},
 	})
 	if err != nil {
 		return err
 	}
-	info.URL = loopbackURL("http", p.ports[0])
+	info.URL = url(p.Ports()[0])
 	s.update(func(st *State) { st.S3 = info })
 	return nil
 }
@@ -104,7 +107,7 @@ func (s *Sandbox) startVelero(ctx context.Context) error {
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: VeleroNamespace}},
 		// Velero's restore looks up its own Deployment; without one every restore ends PartiallyFailed.
-		veleroPlaceholder(),
+		veleroPlaceholder(s.opts.RealNode),
 		&velerov1.BackupStorageLocation{
 			ObjectMeta: metav1.ObjectMeta{Namespace: VeleroNamespace, Name: BackupStorageLocation},
 			Spec: velerov1.BackupStorageLocationSpec{
@@ -116,23 +119,26 @@ func (s *Sandbox) startVelero(ctx context.Context) error {
 			},
 		},
 	}
+	if s.opts.RealNode {
+		objs = append(objs, s.nodeAgentObjects(st.S3)...)
+	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
 			return &ComponentError{Component: "velero", Err: fmt.Errorf("create %T %s: %w", o, o.GetName(), err)}
 		}
 	}
 
-	_, err = s.launch(ctx, component{
-		name:   "velero",
-		nports: 1,
-		args: func(p []int) []string {
+	_, err = s.launch(ctx, controlplane.Component{
+		Name:   "velero",
+		NPorts: 1,
+		Args: func(p []int) []string {
 			return []string{"server", "--kubeconfig=" + st.Kubeconfig, "--namespace=" + VeleroNamespace,
 				"--plugin-dir=" + plugins, "--uploader-type=kopia",
 				fmt.Sprintf("--metrics-address=127.0.0.1:%d", p[0]), "--profiler-address=",
 				"--backup-sync-period=10s", "--store-validation-frequency=5s", "--terminating-resource-timeout=30s"}
 		},
-		env: []string{"KUBECONFIG=" + st.Kubeconfig, "VELERO_NAMESPACE=" + VeleroNamespace, "AWS_SHARED_CREDENTIALS_FILE=" + creds},
-		ready: func(ctx context.Context, _ []int) error {
+		Env: []string{"KUBECONFIG=" + st.Kubeconfig, "VELERO_NAMESPACE=" + VeleroNamespace, "AWS_SHARED_CREDENTIALS_FILE=" + creds},
+		Ready: func(ctx context.Context, _ []int) error {
 			var bsl velerov1.BackupStorageLocation
 			if err := c.Get(ctx, client.ObjectKey{Namespace: VeleroNamespace, Name: BackupStorageLocation}, &bsl); err != nil {
 				return err
@@ -146,6 +152,11 @@ func (s *Sandbox) startVelero(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.opts.RealNode {
+		if err := s.waitNodeAgent(ctx); err != nil {
+			return err
+		}
+	}
 	s.update(func(st *State) { st.VeleroNamespace = VeleroNamespace })
 	fmt.Fprintf(s.progress, "  %-24s available after %.1fs\n", "backup location", time.Since(t0).Seconds())
 	return nil
@@ -156,7 +167,10 @@ func (s *Sandbox) installVeleroCRDs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	crds := append(append([]*apiextv1.CustomResourceDefinition{}, crdsv1.CRDs...), crdsv2.CRDs...)
+	crds, err := velerocrds.All()
+	if err != nil {
+		return err
+	}
 	for _, crd := range crds {
 		if _, err := ac.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("%s: %w", crd.Name, err)
@@ -198,7 +212,14 @@ func bslAccessMode(readOnly bool) velerov1.BackupStorageLocationAccessMode {
 	return velerov1.BackupStorageLocationAccessModeReadWrite
 }
 
-func veleroPlaceholder() *appsv1.Deployment {
+// veleroPlaceholder is the Deployment Velero looks itself up by. Its pod template also serves as
+// the model of the repository maintenance Jobs Velero starts, which on a real node really run:
+// there it names the local image.
+func veleroPlaceholder(realNode bool) *appsv1.Deployment {
+	img, pull := "velero/velero:v1.18.3", corev1.PullIfNotPresent
+	if realNode {
+		img, pull = VeleroImage, corev1.PullNever
+	}
 	labels := map[string]string{"component": "velero", "deploy": "velero"}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: VeleroNamespace, Name: "velero", Labels: labels,
@@ -208,7 +229,7 @@ func veleroPlaceholder() *appsv1.Deployment {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "velero", Image: "velero/velero:v1.18.3"}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "velero", Image: img, ImagePullPolicy: pull}}},
 			},
 		},
 	}

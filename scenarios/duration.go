@@ -12,6 +12,8 @@ import (
 
 // Duration is a time.Duration written as Go writes durations ("45m", "1h30m"), plus whole days
 // ("7d"). Zero means unset.
+//
+// +kubebuilder:validation:Type=string
 type Duration struct{ time.Duration }
 
 // ParseDuration accepts Go durations and a plain number of days ("7d").

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -178,6 +179,40 @@ func TestValidateInCode(t *testing.T) {
 	for _, p := range Problems(err) {
 		if p.File != "" || p.Line != 0 {
 			t.Errorf("a scenario built in code has no file or lines: %+v", p)
+		}
+	}
+}
+
+// A heartbeat URL is a secret (its path lets anyone ping the switch): accepted with a path and
+// query, refused without scheme or host or with user:password@, and never quoted in a problem.
+func TestValidateHeartbeatURL(t *testing.T) {
+	t.Parallel()
+	for url, want := range map[string]string{
+		"https://hc-ping.com/0b7e2c1a-secret?rid=1": "",
+		"http://127.0.0.1:8080/ping/secret":         "",
+		"hc-ping.com/0b7e2c1a-secret":               "is not an http or https URL",
+		"ftp://hc-ping.com/0b7e2c1a-secret":         "is not an http or https URL",
+		"https:///0b7e2c1a-secret":                  "is not an http or https URL",
+		"https://user:secret@hc-ping.com/ping":      "holds credentials",
+	} {
+		s, err := LoadBytes([]byte(`apiVersion: firedrill.dev/v1alpha1
+kind: Scenario
+metadata: {name: beat}
+spec:
+  backup: {etcd: {take: {endpoints: ["http://127.0.0.1:2379"]}}}
+  restore: {scratchEtcd: {}}
+  checks: [{etcdIntegrity: {}}]
+  notify: {heartbeatURL: "`+url+`"}
+`), "")
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", url, err)
+		case want == "" && s.Spec.Notify.HeartbeatURL != url:
+			t.Errorf("%s: loaded as %q", url, s.Spec.Notify.HeartbeatURL)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), "spec.notify.heartbeatURL: "+want)):
+			t.Errorf("%s: got %v, want %q", url, err, want)
+		case want != "" && strings.Contains(err.Error(), "secret"):
+			t.Errorf("%s: the problem quotes the URL: %v", url, err)
 		}
 	}
 }
@@ -389,6 +424,16 @@ func TestProblem(t *testing.T) {
 	}
 	if ps := Problems(errors.New("plain")); len(ps) != 1 || ps[0].Message != "plain" {
 		t.Errorf("Problems(plain error) = %+v", ps)
+	}
+	// A caller may wrap the joined problems; they still come out one by one, in order, and print
+	// one a line with the wrapper's prefix on the first only.
+	a, b := &Problem{File: "a.yaml", Line: 1, Message: "x"}, &Problem{File: "b.yaml", Line: 2, Message: "y"}
+	wrapped := fmt.Errorf("load: %w", (&problems{list: []*Problem{a, b}}).err())
+	if ps := Problems(wrapped); len(ps) != 2 || ps[0] != a || ps[1] != b {
+		t.Errorf("Problems(wrapped) = %+v", ps)
+	}
+	if got, want := wrapped.Error(), "load: a.yaml:1: x\nb.yaml:2: y"; got != want {
+		t.Errorf("wrapped problems print %q, want %q", got, want)
 	}
 	if got := parentField(`metadata.labels[app.kubernetes.io/name]`); got != "metadata.labels" {
 		t.Errorf("parentField = %q", got)

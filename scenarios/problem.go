@@ -6,12 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
-
-	"github.com/hashicorp/go-multierror"
 )
 
 // Problem is one thing wrong with a scenario file. Loading and validation return every problem
-// they find, as a *multierror.Error of *Problem; Problems takes them back out.
+// they find, joined with errors.Join (one "file:line: message" a line); Problems takes them back
+// out.
 type Problem struct {
 	// File is the scenario file as it was named to Load, empty for a scenario built in code.
 	File string `json:"file,omitempty"`
@@ -37,15 +36,16 @@ func (p *Problem) Error() string {
 }
 
 // Problems returns the problems err holds, in the order they were found: every *Problem of a
-// *multierror.Error, and any other error as a Problem without a file. Nil for a nil error.
+// joined error (errors.Join), and any other error as a Problem without a file. Nil for a nil
+// error.
 func Problems(err error) []*Problem {
 	if err == nil {
 		return nil
 	}
-	var me *multierror.Error
-	if errors.As(err, &me) {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
 		var out []*Problem
-		for _, e := range me.Errors {
+		for _, e := range joined.Unwrap() {
 			out = append(out, Problems(e)...)
 		}
 		return out
@@ -85,26 +85,14 @@ func (p *problems) merge(err error) {
 	p.list = append(p.list, Problems(err)...)
 }
 
-// err is nil when nothing was found, else all problems, one per line when printed.
+// err is nil when nothing was found, else all problems, one per line when printed: a plain list
+// keeps the file:line prefix editors and CI look for at the start of each line.
 func (p *problems) err() error {
-	if len(p.list) == 0 {
-		return nil
+	errs := make([]error, len(p.list))
+	for i, pr := range p.list {
+		errs[i] = pr
 	}
-	me := &multierror.Error{ErrorFormat: oneALine}
-	for _, pr := range p.list {
-		me.Errors = append(me.Errors, pr)
-	}
-	return me
-}
-
-// oneALine prints problems as a plain list: the default "N errors occurred" bullet format
-// would break the file:line prefix editors and CI look for.
-func oneALine(errs []error) string {
-	s := make([]string, len(errs))
-	for i, e := range errs {
-		s[i] = e.Error()
-	}
-	return strings.Join(s, "\n")
+	return errors.Join(errs...)
 }
 
 // lineOf finds the line of field, or of its nearest ancestor that has one.

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -273,15 +274,19 @@ func orTop(path string) string {
 }
 
 // yamlFields maps the YAML names of t's fields to the fields; `yaml:"-"` ones are not part of
-// the document.
+// the document, and those of a struct embedded `yaml:",inline"` are t's own.
 func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	out := map[string]reflect.StructField{}
 	for f := range t.Fields() {
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" {
+			continue
+		}
+		if f.Anonymous && opts == "inline" {
+			maps.Copy(out, yamlFields(f.Type))
 			continue
 		}
 		if name == "" {

@@ -54,6 +54,17 @@ type Spec struct {
 	Checks []Check `json:"checks" yaml:"checks"`
 	// Cleanup says what happens to scratch resources after the run. Default policy Always.
 	Cleanup Cleanup `json:"cleanup,omitempty" yaml:"cleanup,omitempty"`
+	// Notify adds this scenario's own notifications to `firedrill serve`'s receivers.
+	Notify Notify `json:"notify,omitzero" yaml:"notify,omitempty"`
+}
+
+// Notify is what `firedrill serve` sends for this scenario besides what its receivers (flags
+// and --notify-config) send for every scenario they match.
+type Notify struct {
+	// HeartbeatURL is requested (GET) after each pass of this scenario: a dead-man's switch of
+	// its own (healthchecks.io and the like). Like a webhook URL it is a secret: it is never
+	// logged, shown or recorded. Default: none.
+	HeartbeatURL string `json:"heartbeatURL,omitempty" yaml:"heartbeatURL,omitempty"`
 }
 
 // Objectives are the recovery objectives a run is measured against. Zero means not set.
@@ -88,9 +99,15 @@ type VeleroBackup struct {
 	Create *VeleroCreate `json:"create,omitempty" yaml:"create,omitempty"`
 }
 
-// VeleroLatestFrom picks the newest backup in phase Completed made by Schedule; its age is the RPO.
+// VeleroLatestFrom picks a usable backup (Completed, neither expired nor being deleted) made by
+// Schedule or carrying the labels of Selector (exactly one): the newest, or one at random within
+// Window. Its age is the RPO.
 type VeleroLatestFrom struct {
-	Schedule string `json:"schedule" yaml:"schedule"`
+	Schedule string `json:"schedule,omitempty" yaml:"schedule,omitempty"`
+	// Selector picks the Backups in Velero's namespace by their labels.
+	Selector *LabelSelector `json:"selector,omitempty" yaml:"selector,omitempty"`
+	// ",inline" changes nothing for encoding/json; the CRD's generator (make generate) needs it.
+	Sampling `json:",inline" yaml:",inline"`
 }
 
 // VeleroCreate makes a Backup now with these settings (Velero's BackupSpec fields of the same names).
@@ -108,6 +125,11 @@ type VeleroCreate struct {
 	TTL Duration `json:"ttl,omitempty" yaml:"ttl,omitempty"`
 	// SnapshotVolumes asks Velero for volume snapshots. Default false.
 	SnapshotVolumes *bool `json:"snapshotVolumes,omitempty" yaml:"snapshotVolumes,omitempty"`
+	// DefaultVolumesToFsBackup backs up the files of every pod volume with Velero's file-system
+	// backup (kopia, through its node-agent), except volumes opted out with the pod annotation
+	// backup.velero.io/backup-volumes-excludes. Default false: as Velero, only volumes opted in with
+	// backup.velero.io/backup-volumes. A volumeData check proves what came back either way.
+	DefaultVolumesToFsBackup bool `json:"defaultVolumesToFsBackup,omitempty" yaml:"defaultVolumesToFsBackup,omitempty"`
 	// DeleteAfter deletes the Backup (a DeleteBackupRequest, which removes its data too) at cleanup.
 	DeleteAfter bool `json:"deleteAfter,omitempty" yaml:"deleteAfter,omitempty"`
 }
@@ -158,9 +180,29 @@ type TLS struct {
 type EtcdLatestFrom struct {
 	Dir string `json:"dir,omitempty" yaml:"dir,omitempty"`
 	// Pattern is a glob over file names in Dir or object names under the S3 prefix. Default "*.db".
-	Pattern string    `json:"pattern,omitempty" yaml:"pattern,omitempty"`
-	S3      *S3Source `json:"s3,omitempty" yaml:"s3,omitempty"`
+	Pattern  string    `json:"pattern,omitempty" yaml:"pattern,omitempty"`
+	S3       *S3Source `json:"s3,omitempty" yaml:"s3,omitempty"`
+	Sampling `json:",inline" yaml:",inline"`
 }
+
+// Sampling says which of a source's backups a drill restores: the newest (the default), or one
+// at random, so that over many drills older backups are restore-tested too. A Window bounds the
+// candidates by age; none within it fails the drill (there is no backup to drill).
+type Sampling struct {
+	// Select is latest (default) or random.
+	Select SelectMethod `json:"select,omitempty" yaml:"select,omitempty"`
+	// Window keeps the backups made within it before now (a file's mtime, an object's
+	// LastModified, a Velero backup's start). Nil: no window.
+	Window *Duration `json:"window,omitempty" yaml:"window,omitempty"`
+}
+
+// SelectMethod values.
+type SelectMethod string
+
+const (
+	SelectLatest SelectMethod = "latest"
+	SelectRandom SelectMethod = "random"
+)
 
 // S3Source is an S3 (or S3-compatible) bucket and prefix. Credentials come from the standard
 // AWS environment variables or shared credentials file, never from the scenario.
@@ -185,6 +227,24 @@ type Restore struct {
 	ScratchNamespace *ScratchNamespace `json:"scratchNamespace,omitempty" yaml:"scratchNamespace,omitempty"`
 	Cluster          *ClusterTarget    `json:"cluster,omitempty" yaml:"cluster,omitempty"`
 	Kind             *KindTarget       `json:"kind,omitempty" yaml:"kind,omitempty"`
+	// Order restores a Velero backup in groups, one after another, in one run: each group's
+	// namespaces are restored and its checks pass before the next group starts — a database
+	// before the application that needs it. A group that does not restore or pass stops the run
+	// there, and the record names it. Without it, every namespace is restored at once.
+	Order []RestoreGroup `json:"order,omitempty" yaml:"order,omitempty"`
+}
+
+// RestoreGroup is one step of an ordered restore.
+type RestoreGroup struct {
+	// Name names the group in the record ("database"); lowercase letters, digits and '-'.
+	Name string `json:"name" yaml:"name"`
+	// Namespaces are backed-up namespaces, each in one group only. With backup.velero.create,
+	// every included namespace must be in a group; with a backup that exists, the namespaces no
+	// group names are not restored.
+	Namespaces []string `json:"namespaces" yaml:"namespaces"`
+	// Checks run once the group is restored, before the next group starts; spec.checks run after
+	// the last group. By default a check looks at the group's first namespace.
+	Checks []Check `json:"checks,omitempty" yaml:"checks,omitempty"`
 }
 
 // ScratchNamespace restores a Velero backup into new namespaces of the source cluster that
@@ -199,7 +259,7 @@ type ScratchNamespace struct {
 }
 
 // Isolation keeps a restored copy from acting like production. It is applied before anything is
-// restored; see DESIGN.md's safety rules.
+// restored; see docs/architecture.md#safety-rules.
 type Isolation struct {
 	// DenyNetwork adds a default-deny NetworkPolicy (ingress and egress). Default true.
 	DenyNetwork *bool `json:"denyNetwork,omitempty" yaml:"denyNetwork,omitempty"`
@@ -305,6 +365,11 @@ type Check struct {
 	ObjectsMatch      *ObjectsMatchCheck      `json:"objectsMatch,omitempty" yaml:"objectsMatch,omitempty"`
 	WorkloadsReady    *WorkloadsReadyCheck    `json:"workloadsReady,omitempty" yaml:"workloadsReady,omitempty"`
 	Job               *JobCheck               `json:"job,omitempty" yaml:"job,omitempty"`
+	VolumeData        *VolumeDataCheck        `json:"volumeData,omitempty" yaml:"volumeData,omitempty"`
+	HTTP              *HTTPCheck              `json:"http,omitempty" yaml:"http,omitempty"`
+	TCP               *TCPCheck               `json:"tcp,omitempty" yaml:"tcp,omitempty"`
+	Exec              *ExecCheck              `json:"exec,omitempty" yaml:"exec,omitempty"`
+	Isolation         *IsolationCheck         `json:"isolation,omitempty" yaml:"isolation,omitempty"`
 }
 
 // Check type names, as written in scenario files and recorded in results.
@@ -319,6 +384,11 @@ const (
 	CheckObjectsMatch      = "objectsMatch"
 	CheckWorkloadsReady    = "workloadsReady"
 	CheckJob               = "job"
+	CheckVolumeData        = "volumeData"
+	CheckHTTP              = "http"
+	CheckTCP               = "tcp"
+	CheckExec              = "exec"
+	CheckIsolation         = "isolation"
 )
 
 // EtcdIntegrityCheck verifies the snapshot's appended SHA-256 and that etcd can read it. A raw
@@ -405,6 +475,107 @@ type JobCheck struct {
 	// Namespace is the backed-up namespace whose scratch copy the Job runs in; default the first.
 	Namespace string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
 	// Timeout for the Job to finish. Default 5m.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+}
+
+// VolumeDataCheck (Velero): the files of each restored pod volume equal the backed-up ones. When
+// firedrill makes the backup (create), it takes a manifest — every file's path, size and SHA-256 —
+// of each persistent volume just before the backup, from a short-lived read-only pod, and compares
+// the restored volume with it; a volume the backup left out (Velero's opt-out annotation, no
+// file-system backup) comes back empty and fails the check by name. For a backup firedrill did not
+// make, the restored volume is compared with what Velero's PodVolumeBackup recorded (its bytes).
+type VolumeDataCheck struct {
+	// Volumes to compare. Default: every persistent volume of the backed-up pods, and every volume
+	// Velero backed up with its file-system backup.
+	Volumes []VolumeRef `json:"volumes,omitempty" yaml:"volumes,omitempty"`
+	// Ignore are globs over paths inside a volume to leave out: files a running application rewrites
+	// between the manifest and the backup ("*-wal", "lost+found").
+	Ignore []string `json:"ignore,omitempty" yaml:"ignore,omitempty"`
+	// Timeout for reading the restored volumes. Default 10m.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+}
+
+// VolumeRef names pod volumes in a backed-up namespace.
+type VolumeRef struct {
+	// Namespace is the backed-up namespace; default every one.
+	Namespace string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	// Pod is a pod name or a glob ("db-*"); default every pod.
+	Pod string `json:"pod,omitempty" yaml:"pod,omitempty"`
+	// Volume is the volume's name in the pod spec.
+	Volume string `json:"volume" yaml:"volume"`
+}
+
+// HTTPCheck (Velero): a GET to a restored Service, made from a short-lived probe pod inside the
+// scratch namespace (where its NetworkPolicy lets it through), retried until the answer is as
+// expected or Timeout passes. Redirects are not followed. Evidence: status, what answered, the
+// body's digest and first bytes.
+type HTTPCheck struct {
+	// Namespace is the backed-up namespace whose scratch copy holds Service; default the first.
+	Namespace string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	Service   string `json:"service" yaml:"service"`
+	// Port of the Service; default its first port.
+	Port int32 `json:"port,omitempty" yaml:"port,omitempty"`
+	// Path and query, default "/".
+	Path   string     `json:"path,omitempty" yaml:"path,omitempty"`
+	Scheme string     `json:"scheme,omitempty" yaml:"scheme,omitempty"` // http (default) or https, certificates unchecked
+	Expect HTTPExpect `json:"expect,omitempty" yaml:"expect,omitempty"`
+	// Timeout for the answer to be as expected. Default 2m.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+}
+
+// HTTPExpect is what an http check's answer must be.
+type HTTPExpect struct {
+	// Status code; default 200.
+	Status int `json:"status,omitempty" yaml:"status,omitempty"`
+	// BodyPattern is a regular expression (Go syntax) the body must match, e.g. '"count":\s*42'.
+	BodyPattern string `json:"bodyPattern,omitempty" yaml:"bodyPattern,omitempty"`
+}
+
+// TCPCheck (Velero): a connection to a restored Service from a probe pod inside the scratch
+// namespace, retried until it connects or Timeout passes.
+type TCPCheck struct {
+	Namespace string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	Service   string `json:"service" yaml:"service"`
+	Port      int32  `json:"port,omitempty" yaml:"port,omitempty"`
+	// Timeout for a connection to succeed. Default 2m.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+}
+
+// ExecCheck (Velero): runs a command in a container of a restored pod and passes when its exit code
+// (and output) is as expected — a query the restored database answers with its own tools.
+type ExecCheck struct {
+	Namespace string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	// Pod is a pod name or a glob ("db-*"): the first running pod it matches. Or Selector.
+	Pod      string            `json:"pod,omitempty" yaml:"pod,omitempty"`
+	Selector map[string]string `json:"selector,omitempty" yaml:"selector,omitempty"`
+	// Container; default the pod's first.
+	Container string     `json:"container,omitempty" yaml:"container,omitempty"`
+	Command   []string   `json:"command" yaml:"command"`
+	Expect    ExecExpect `json:"expect,omitempty" yaml:"expect,omitempty"`
+	// Timeout for a running pod to be found and the command to finish. Default 2m.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+}
+
+// ExecExpect is what an exec check's command must give.
+type ExecExpect struct {
+	// ExitCode; default 0.
+	ExitCode *int `json:"exitCode,omitempty" yaml:"exitCode,omitempty"`
+	// OutputPattern is a regular expression its standard output must match.
+	OutputPattern string `json:"outputPattern,omitempty" yaml:"outputPattern,omitempty"`
+}
+
+// IsolationCheck (Velero, scratchNamespace target): proves the restored copy is cut off from
+// production rather than assuming it. From a probe pod in the scratch namespace it connects to a
+// Service of the live application, which must not answer, and to the same Service's scratch
+// copy, which must: a cluster whose network plugin does not enforce NetworkPolicy fails it.
+type IsolationCheck struct {
+	// Namespace, Service and Port name the live application to try; default the first Service of
+	// the backup with a port.
+	Namespace string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	Service   string `json:"service,omitempty" yaml:"service,omitempty"`
+	Port      int32  `json:"port,omitempty" yaml:"port,omitempty"`
+	// Timeout is how long the copy is given to answer, and how long a connection to production may
+	// hang before it counts as blocked. Default 1m.
 	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 }
 

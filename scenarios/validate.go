@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/url"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -149,6 +150,7 @@ func (sp *Spec) validate(p *problems, name string) {
 		r.validate(p, "spec.restore.scratchEtcd")
 	}
 	sp.validateChecks(p, name)
+	sp.validateOrder(p)
 
 	switch sp.Cleanup.Policy {
 	case "", CleanupAlways, CleanupOnSuccess, CleanupNever:
@@ -157,6 +159,22 @@ func (sp *Spec) validate(p *problems, name string) {
 	}
 	if sp.Cleanup.KeepFor.Duration < 0 {
 		p.add("spec.cleanup.keepFor", "must be more than 0, got %s", short(sp.Cleanup.KeepFor))
+	}
+	if u := sp.Notify.HeartbeatURL; u != "" {
+		validateHeartbeatURL(p, "spec.notify.heartbeatURL", u)
+	}
+}
+
+// validateHeartbeatURL accepts an http or https URL with a host. Its problems never quote the
+// URL: the path is the secret that lets anyone ping the switch, and problems are shown by serve's
+// API and dashboard.
+func validateHeartbeatURL(p *problems, field, s string) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		p.add(field, "is not an http or https URL: write it as e.g. https://hc-ping.com/UUID")
+	case u.User != nil:
+		p.add(field, "holds credentials before the host: put them in the path or query, as heartbeat services do")
 	}
 }
 
@@ -208,6 +226,14 @@ func orList(s []string) string {
 		return strings.Join(s, "")
 	}
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// Kind is the backup kind set: "etcd" or "velero"; "" unless exactly one is set (Validate says so).
+func (b *Backup) Kind() string {
+	if k := b.kinds(); len(k) == 1 {
+		return k[0]
+	}
+	return ""
 }
 
 func (b *Backup) kinds() []string {
@@ -270,6 +296,7 @@ func (e *EtcdBackup) validate(p *problems, field string) {
 		if _, err := path.Match(l.Pattern, ""); err != nil {
 			p.add(f+".pattern", "%q is not a valid glob: use e.g. *.db or etcd-*.db", l.Pattern)
 		}
+		l.Sampling.validate(p, f)
 		if s3 := l.S3; s3 != nil {
 			sf := f + ".s3"
 			switch {
@@ -285,6 +312,17 @@ func (e *EtcdBackup) validate(p *problems, field string) {
 	}
 }
 
+func (s Sampling) validate(p *problems, field string) {
+	switch s.Select {
+	case "", SelectLatest, SelectRandom:
+	default:
+		p.add(field+".select", "%q is not a selection: use %s (the newest backup) or %s (one at random, within window if set)", s.Select, SelectLatest, SelectRandom)
+	}
+	if w := s.Window; w != nil && w.Duration <= 0 {
+		p.add(field+".window", "must be more than 0, got %s: leave it out for no window", short(*w))
+	}
+}
+
 // validateURL accepts http and https URLs of a server: scheme and host, nothing after.
 func validateURL(p *problems, field, s, example string) {
 	u, err := url.Parse(s)
@@ -294,7 +332,7 @@ func validateURL(p *problems, field, s, example string) {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		p.add(field, "%q is not an http or https URL: write it as e.g. %s", s, example)
 	case u.User != nil:
-		// Redacted: a password must not end up in output (DESIGN.md, safety rule 4).
+		// Redacted: a password must not end up in output (docs/architecture.md, safety rule 4).
 		p.add(field, "%q holds credentials: remove them from the URL", u.Redacted())
 	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
 		p.add(field, "%q: write the server only, scheme://host:port", s)
@@ -307,8 +345,29 @@ func (r *ScratchEtcd) validate(p *problems, field string) {
 	}
 }
 
+// fieldCheck is a check and where it is written: spec.checks[i], or a restore group's.
+type fieldCheck struct {
+	field string
+	c     *Check
+}
+
+// allChecks lists the checks of the whole drill and those of its restore groups.
+func (sp *Spec) allChecks() []fieldCheck {
+	var out []fieldCheck
+	for i := range sp.Checks {
+		out = append(out, fieldCheck{fmt.Sprintf("spec.checks[%d]", i), &sp.Checks[i]})
+	}
+	for g := range sp.Restore.Order {
+		for i := range sp.Restore.Order[g].Checks {
+			out = append(out, fieldCheck{fmt.Sprintf("spec.restore.order[%d].checks[%d]", g, i), &sp.Restore.Order[g].Checks[i]})
+		}
+	}
+	return out
+}
+
 func (sp *Spec) validateChecks(p *problems, scenarioName string) {
-	if len(sp.Checks) == 0 {
+	all := sp.allChecks()
+	if len(all) == 0 {
 		p.add("spec.checks", "list at least one check: a drill without checks proves nothing")
 	}
 	known := len(sp.Backup.kinds()) > 0
@@ -328,10 +387,9 @@ func (sp *Spec) validateChecks(p *problems, scenarioName string) {
 		restoreExcludes = newResourceSet(target.isolation.ExcludeResources, false)
 	}
 	names := map[string]string{}
-	for i := range sp.Checks {
-		c := &sp.Checks[i]
-		field := fmt.Sprintf("spec.checks[%d]", i)
-		types := c.types()
+	for _, fc := range all {
+		c, field := fc.c, fc.field
+		types := c.Types()
 		switch len(types) {
 		case 0:
 			p.add(field, "set one check type: %s", strings.Join(CheckTypes(), ", "))
@@ -380,9 +438,18 @@ func (sp *Spec) validateChecks(p *problems, scenarioName string) {
 			case !apiServer:
 				p.add(tf, "needs spec.restore.scratchEtcd.apiServer: the objects are served by a scratch kube-apiserver")
 			}
-		case CheckObjectsRestored, CheckObjectsMatch, CheckWorkloadsReady, CheckJob:
+		case CheckObjectsRestored, CheckObjectsMatch, CheckWorkloadsReady, CheckJob, CheckVolumeData, CheckHTTP, CheckTCP, CheckExec:
 			if !velero && known {
 				p.add(tf, "needs a Velero backup (spec.backup.velero)")
+			}
+		case CheckIsolation:
+			switch {
+			case !velero && known:
+				p.add(tf, "needs a Velero backup (spec.backup.velero)")
+			case sp.Restore.ScratchNamespace == nil && velero:
+				p.add(tf, "needs spec.restore.scratchNamespace: it proves the copy cannot reach the live application in the same cluster")
+			case sp.Restore.ScratchNamespace != nil && sp.Restore.ScratchNamespace.Isolation.DenyNetwork != nil && !*sp.Restore.ScratchNamespace.Isolation.DenyNetwork:
+				p.add(tf, "proves the deny-all NetworkPolicy, which spec.restore.scratchNamespace.isolation.denyNetwork: false turns off: set it true or remove the check")
 			}
 		}
 
@@ -428,6 +495,31 @@ func (sp *Spec) validateChecks(p *problems, scenarioName string) {
 			validateCheckTimeout(p, tf+".timeout", c.WorkloadsReady.Timeout, DefaultWorkloadsTimeout, sp.Timeout)
 		case c.Job != nil:
 			validateJob(p, tf, c.Job, backup, sp.Timeout)
+		case c.VolumeData != nil:
+			validateVolumeData(p, tf, c.VolumeData, backup, sp.Timeout)
+		case c.HTTP != nil:
+			h := c.HTTP
+			validateTarget(p, tf, h.Namespace, h.Service, h.Port, true, backup)
+			validateCheckTimeout(p, tf+".timeout", h.Timeout, DefaultProbeTimeout, sp.Timeout)
+			if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
+				p.add(tf+".path", "%q must start with /", h.Path)
+			}
+			if h.Scheme != "" && h.Scheme != "http" && h.Scheme != "https" {
+				p.add(tf+".scheme", "%q: use http or https", h.Scheme)
+			}
+			if st := h.Expect.Status; st != 0 && (st < 100 || st > 599) {
+				p.add(tf+".expect.status", "%d is not an HTTP status code", st)
+			}
+			validatePattern(p, tf+".expect.bodyPattern", h.Expect.BodyPattern)
+		case c.TCP != nil:
+			validateTarget(p, tf, c.TCP.Namespace, c.TCP.Service, c.TCP.Port, true, backup)
+			validateCheckTimeout(p, tf+".timeout", c.TCP.Timeout, DefaultProbeTimeout, sp.Timeout)
+		case c.Exec != nil:
+			validateExec(p, tf, c.Exec, backup, sp.Timeout)
+		case c.Isolation != nil:
+			i := c.Isolation
+			validateTarget(p, tf, i.Namespace, i.Service, i.Port, false, backup)
+			validateCheckTimeout(p, tf+".timeout", i.Timeout, DefaultIsolationTimeout, sp.Timeout)
 		}
 	}
 }
@@ -527,6 +619,87 @@ func validateJob(p *problems, field string, j *JobCheck, backup *backupFilter, r
 		case len(ref.Key) > 253 || !secretKey.MatchString(ref.Key):
 			p.add(rf+".key", "%q is not a Secret key: use letters, digits, '-', '_' and '.'", ref.Key)
 		}
+	}
+}
+
+// validateNamespaceOf checks a check's namespace: a backed-up namespace, whose scratch copy it
+// looks at.
+func validateNamespaceOf(p *problems, field, ns string, backup *backupFilter) {
+	switch {
+	case ns == "":
+	case !isNamespaceName(ns):
+		p.add(field, "%q is not a namespace name: name the backed-up namespace whose scratch copy the check looks at", ns)
+	case backup != nil && !backup.namespaces[ns]:
+		p.add(field, "%q is not backed up (spec.backup.velero.create.includedNamespaces): the check looks at the scratch copy of a backed-up namespace", ns)
+	}
+}
+
+// validateTarget checks the Service (and namespace and port) an http, tcp or isolation check
+// connects to.
+func validateTarget(p *problems, field, ns, service string, port int32, serviceRequired bool, backup *backupFilter) {
+	validateNamespaceOf(p, field+".namespace", ns, backup)
+	switch {
+	case service == "" && serviceRequired:
+		p.add(field+".service", "is missing: name the restored Service to connect to")
+	case service != "" && !dns1035Label.MatchString(service):
+		p.add(field+".service", "%q is not a Service name: at most 63 lowercase letters, digits and '-', starting with a letter", service)
+	}
+	if port < 0 || port > 65535 {
+		p.add(field+".port", "%d is not a port: use 1 to 65535, or leave it out for the Service's first port", port)
+	}
+}
+
+var dns1035Label = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+func validatePattern(p *problems, field, pattern string) {
+	if pattern == "" {
+		return
+	}
+	if _, err := regexp.Compile(pattern); err != nil {
+		p.add(field, "is not a regular expression: %v", err)
+	}
+}
+
+func validateGlob(p *problems, field, glob string) {
+	if _, err := filepath.Match(glob, ""); err != nil {
+		p.add(field, "%q is not a glob pattern: %v", glob, err)
+	}
+}
+
+func validateVolumeData(p *problems, field string, v *VolumeDataCheck, backup *backupFilter, runTimeout Duration) {
+	validateCheckTimeout(p, field+".timeout", v.Timeout, DefaultVolumeDataTimeout, runTimeout)
+	for i, r := range v.Volumes {
+		rf := fmt.Sprintf("%s.volumes[%d]", field, i)
+		validateNamespaceOf(p, rf+".namespace", r.Namespace, backup)
+		if r.Volume == "" {
+			p.add(rf+".volume", "is missing: name the volume as the pod spec does")
+		}
+		if r.Pod != "" {
+			validateGlob(p, rf+".pod", r.Pod)
+		}
+	}
+	for i, g := range v.Ignore {
+		validateGlob(p, fmt.Sprintf("%s.ignore[%d]", field, i), g)
+	}
+}
+
+func validateExec(p *problems, field string, e *ExecCheck, backup *backupFilter, runTimeout Duration) {
+	validateNamespaceOf(p, field+".namespace", e.Namespace, backup)
+	validateCheckTimeout(p, field+".timeout", e.Timeout, DefaultProbeTimeout, runTimeout)
+	switch {
+	case e.Pod == "" && len(e.Selector) == 0:
+		p.add(field, "name the pod to run the command in: pod (a name or a glob) or selector (labels)")
+	case e.Pod != "" && len(e.Selector) > 0:
+		p.add(field+".selector", "goes without pod: use one")
+	case e.Pod != "":
+		validateGlob(p, field+".pod", e.Pod)
+	}
+	if len(e.Command) == 0 {
+		p.add(field+".command", "is missing: the command and its arguments, e.g. [sqlite3, /data/orders.db, \"select count(*) from orders\"]")
+	}
+	validatePattern(p, field+".expect.outputPattern", e.Expect.OutputPattern)
+	if c := e.Expect.ExitCode; c != nil && (*c < 0 || *c > 255) {
+		p.add(field+".expect.exitCode", "%d is not an exit code: use 0 to 255", *c)
 	}
 }
 

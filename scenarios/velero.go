@@ -3,6 +3,7 @@ package scenarios
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -34,13 +35,22 @@ func (v *VeleroBackup) validate(p *problems, field string, timeout Duration) {
 		p.add(field, "sets %s: set exactly one of latestFrom, name and create", strings.Join(set, " and "))
 	}
 	if l := v.LatestFrom; l != nil {
-		f := field + ".latestFrom.schedule"
+		f := field + ".latestFrom"
 		switch {
-		case l.Schedule == "":
-			p.add(f, "is missing: name the Velero Schedule whose newest Completed backup is drilled")
-		case !isObjectName(l.Schedule):
-			p.add(f, "%q is not a Schedule name: %s", l.Schedule, objectNameRule)
+		case l.Schedule == "" && l.Selector == nil:
+			p.add(f+".schedule", "is missing: name the Velero Schedule whose backups are drilled, or set selector (the Backups' labels)")
+		case l.Schedule != "" && l.Selector != nil:
+			p.add(f, "sets schedule and selector: set exactly one")
+		case l.Schedule != "" && !isObjectName(l.Schedule):
+			p.add(f+".schedule", "%q is not a Schedule name: %s", l.Schedule, objectNameRule)
 		}
+		if s := l.Selector; s != nil {
+			if len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0 {
+				p.add(f+".selector", "selects every Backup in Velero's namespace, firedrill's own included: give matchLabels or matchExpressions, or name a schedule")
+			}
+			s.validate(p, f+".selector")
+		}
+		l.Sampling.validate(p, f)
 	}
 	if v.Name != "" && !isObjectName(v.Name) {
 		p.add(field+".name", "%q is not a Backup name: %s", v.Name, objectNameRule)
@@ -261,6 +271,23 @@ type veleroTarget struct {
 	fixedNames bool
 }
 
+// VeleroTarget is what every Velero restore target has: which one it is ("scratchNamespace",
+// "cluster" or "kind"), its namespace mapping and its isolation. Nil when none is set.
+type VeleroTarget struct {
+	Kind             string
+	NamespaceMapping map[string]string
+	Isolation        Isolation
+}
+
+// VeleroTarget is the scenario's Velero restore target; nil unless exactly one is set.
+func (r *Restore) VeleroTarget() *VeleroTarget {
+	ts := r.veleroTargets()
+	if len(ts) != 1 {
+		return nil
+	}
+	return &VeleroTarget{Kind: ts[0].name, NamespaceMapping: ts[0].mapping, Isolation: *ts[0].isolation}
+}
+
 // veleroTargets lists the Velero restore targets set: one in a valid scenario.
 func (r *Restore) veleroTargets() []*veleroTarget {
 	var out []*veleroTarget
@@ -274,6 +301,60 @@ func (r *Restore) veleroTargets() []*veleroTarget {
 		out = append(out, &veleroTarget{"kind", "spec.restore.kind", t.NamespaceMapping, &t.Isolation, true})
 	}
 	return out
+}
+
+// validateOrder checks the restore groups: named, each namespace in one group, and with a backup
+// firedrill makes, every namespace it includes restored by one.
+func (sp *Spec) validateOrder(p *problems) {
+	if len(sp.Restore.Order) == 0 {
+		return
+	}
+	if sp.Backup.Velero == nil {
+		if len(sp.Backup.kinds()) > 0 {
+			p.add("spec.restore.order", "orders the restore of a Velero backup's namespaces: remove it, or drill a Velero backup")
+		}
+		return
+	}
+	create := sp.Backup.Velero.Create
+	names := map[string]int{}
+	where := map[string]string{}
+	for g, grp := range sp.Restore.Order {
+		field := fmt.Sprintf("spec.restore.order[%d]", g)
+		switch {
+		case grp.Name == "":
+			p.add(field+".name", "is missing: name the group, e.g. database")
+		case !dns1035Label.MatchString(grp.Name) || len(grp.Name) > 20:
+			p.add(field+".name", "%q: use at most 20 lowercase letters, digits and '-', starting with a letter (it names the group's Velero Restore)", grp.Name)
+		default:
+			if first, dup := names[grp.Name]; dup {
+				p.add(field+".name", "%q is also the name of spec.restore.order[%d]", grp.Name, first)
+			}
+			names[grp.Name] = g
+		}
+		if len(grp.Namespaces) == 0 {
+			p.add(field+".namespaces", "list the backed-up namespaces this group restores")
+		}
+		for i, ns := range grp.Namespaces {
+			nf := fmt.Sprintf("%s.namespaces[%d]", field, i)
+			switch {
+			case !isNamespaceName(ns):
+				p.add(nf, "%q is not a namespace name", ns)
+			case where[ns] != "":
+				p.add(nf, "%s is also in %s: a namespace is restored once, by one group", ns, where[ns])
+			case create != nil && !slices.Contains(create.IncludedNamespaces, ns):
+				p.add(nf, "%s is not backed up (spec.backup.velero.create.includedNamespaces)", ns)
+			default:
+				where[ns] = field
+			}
+		}
+	}
+	if create != nil {
+		for _, ns := range create.IncludedNamespaces {
+			if where[ns] == "" {
+				p.add("spec.restore.order", "backs up %s but no group restores it: add it to a group", ns)
+			}
+		}
+	}
 }
 
 func (sp *Spec) validateVeleroTargets(p *problems, scenario string) {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/utils/ptr"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,7 +92,10 @@ func (m *Manager) deleteOne(ctx context.Context, ns *corev1.Namespace, check fun
 			Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv},
 		})
 		switch {
-		case err == nil, apierrors.IsNotFound(err):
+		case err == nil:
+			m.hurryPods(ctx, ns.Name)
+			return nil
+		case apierrors.IsNotFound(err):
 			return nil
 		case !apierrors.IsConflict(err):
 			return fmt.Errorf("delete namespace %s: %w", ns.Name, err)
@@ -112,6 +117,22 @@ func (m *Manager) deleteOne(ctx context.Context, ns *corev1.Namespace, check fun
 		ns = fresh
 	}
 	return fmt.Errorf("delete namespace %s: it changed %d times while being deleted; try again", ns.Name, maxConflicts)
+}
+
+// hurryPods deletes the pods of a scratch namespace being deleted with a grace period of one
+// second. The namespace controller otherwise waits out the longest grace period its pods ask for
+// (30s by default, restored from production) before it looks again, and a drill's cleanup with it.
+// The namespace is terminating, so no new pod can appear; a pod that cannot be deleted now is
+// left to the namespace controller.
+func (m *Manager) hurryPods(ctx context.Context, ns string) {
+	pods, err := m.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, p := range pods.Items {
+		_ = m.client.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1),
+			Preconditions: &metav1.Preconditions{UID: &p.UID}})
+	}
 }
 
 // waitGone waits until none of namespaces exists any more (a namespace of the same name and

@@ -136,7 +136,7 @@ func TestDeleteRechecksAChangedNamespace(t *testing.T) {
 	if err := m.Extend(ctx, run, []string{extended}, inAnHour()); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.deleteOne(ctx, listed, janitorCheck(time.Now(), DefaultGrace)); !errors.Is(err, errNotDue) {
+	if err := m.deleteOne(ctx, listed, janitorCheck(Judge{Now: time.Now()})); !errors.Is(err, errNotDue) {
 		t.Errorf("janitor delete of a namespace extended since listing: err = %v, want errNotDue", err)
 	}
 	assertIntact(t, c, relabelled, extended)

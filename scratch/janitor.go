@@ -26,7 +26,61 @@ type Namespace struct {
 	// or not RFC 3339.
 	Expires     time.Time
 	Terminating bool
+	// Due says why Janitor deletes it (one of the Due… reasons); empty in List's results.
+	Due string
 }
+
+// Why the janitor removes something of firedrill's (Judge.Due).
+const (
+	DueExpired    = "expired"
+	DueRunnerGone = "runner gone"
+	DueNoExpiry   = "no expiry, older than the grace"
+)
+
+// Judge decides when the janitor removes what firedrill made: scratch namespaces, and by the
+// same rule everything else firedrill labels with its run and an expiry.
+type Judge struct {
+	// Now is the time expiries are judged at.
+	Now time.Time
+	// Grace is the age after which an object without a readable expiry is due; 0 means
+	// DefaultGrace.
+	Grace time.Duration
+	// RunnerGone reports the runs whose runner is known to have ended without cleaning up (a
+	// crash): their objects are due whatever their expiry. Nil: none is known.
+	RunnerGone func(run string) bool
+}
+
+// Due says why an object of run, created at created, expiring at expires (zero: no readable
+// expiry), is due at j.Now, or "" when it is not.
+func (j Judge) Due(run string, created, expires time.Time) string {
+	grace := j.Grace
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	switch {
+	case run != "" && j.RunnerGone != nil && j.RunnerGone(run):
+		return DueRunnerGone
+	case !expires.IsZero():
+		if !j.Now.Before(expires) {
+			return DueExpired
+		}
+	case j.Now.Sub(created) >= grace:
+		return DueNoExpiry
+	}
+	return ""
+}
+
+// ExpiryOf reads AnnotationExpires from annotations: zero when it is missing or not RFC 3339.
+func ExpiryOf(annotations map[string]string) time.Time {
+	t, err := time.Parse(time.RFC3339, annotations[AnnotationExpires])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// FormatExpiry is how AnnotationExpires is written.
+func FormatExpiry(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // selector finds namespaces with both labels; list still checks each with notScratch, since an
 // empty run label matches it.
@@ -70,21 +124,12 @@ func describe(ns *corev1.Namespace) Namespace {
 		Scenario:    ns.Annotations[AnnotationScenario],
 		Created:     ns.CreationTimestamp.Time,
 		Terminating: ns.DeletionTimestamp != nil,
-	}
-	if t, err := time.Parse(time.RFC3339, ns.Annotations[AnnotationExpires]); err == nil {
-		d.Expires = t
+		Expires:     ExpiryOf(ns.Annotations),
 	}
 	return d
 }
 
-// due reports whether the janitor deletes n at now: its expiry has passed or, without one, it is
-// older than grace.
-func due(n Namespace, now time.Time, grace time.Duration) bool {
-	if !n.Expires.IsZero() {
-		return !now.Before(n.Expires)
-	}
-	return now.Sub(n.Created) >= grace
-}
+func (j Judge) namespace(n Namespace) string { return j.Due(n.Run, n.Created, n.Expires) }
 
 // Extend sets the expiry of the named scratch namespaces of runID to until: a run whose cleanup
 // policy keeps them sets now+keepFor; a time in the past hands them to the janitor's next pass.
@@ -140,7 +185,7 @@ func (m *Manager) setExpiry(ctx context.Context, ns *corev1.Namespace, until tim
 		if ns.Annotations == nil {
 			ns.Annotations = map[string]string{}
 		}
-		ns.Annotations[AnnotationExpires] = formatExpiry(until)
+		ns.Annotations[AnnotationExpires] = FormatExpiry(until)
 		_, err := m.client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
 		if err == nil {
 			return nil
@@ -171,20 +216,28 @@ type JanitorOptions struct {
 	Grace time.Duration
 	// DryRun reports what would be deleted and deletes nothing.
 	DryRun bool
+	// Now, when set, is the time expiries are judged at instead of the clock's (Judge.Now).
+	Now time.Time
+	// RunnerGone is Judge.RunnerGone: namespaces of these runs are deleted whatever their expiry.
+	RunnerGone func(run string) bool
 }
 
-// Janitor deletes every scratch namespace (both labels, any run) whose expiry has passed, or that
-// has none and is older than the grace, and waits until they are gone. It never deletes a
-// namespace without both labels. It returns the namespaces it deleted (with DryRun: would
-// delete); a namespace extended between listing and deleting is left alone and not returned.
-func (m *Manager) Janitor(ctx context.Context, opts JanitorOptions) ([]Namespace, error) {
-	grace := opts.Grace
-	if grace <= 0 {
-		grace = DefaultGrace
+func (m *Manager) judge(opts JanitorOptions) Judge {
+	j := Judge{Now: opts.Now, Grace: opts.Grace, RunnerGone: opts.RunnerGone}
+	if j.Now.IsZero() {
+		j.Now = m.now()
 	}
-	now := m.now()
-	isDue := func(ns *corev1.Namespace) bool { return due(describe(ns), now, grace) }
-	check := janitorCheck(now, grace)
+	return j
+}
+
+// Janitor deletes every scratch namespace (both labels, any run) that is due (Judge.Due): its
+// expiry has passed, or it has none and is older than the grace, or its run's runner is known
+// to be gone. It waits until they are gone and never deletes a namespace without both labels.
+// It returns the namespaces it deleted (with DryRun: would delete), each saying why; a namespace
+// extended between listing and deleting is left alone and not returned.
+func (m *Manager) Janitor(ctx context.Context, opts JanitorOptions) ([]Namespace, error) {
+	j := m.judge(opts)
+	check := janitorCheck(j)
 
 	all, err := m.list(ctx)
 	if err != nil {
@@ -192,12 +245,12 @@ func (m *Manager) Janitor(ctx context.Context, opts JanitorOptions) ([]Namespace
 	}
 	var candidates []*corev1.Namespace
 	for _, ns := range all {
-		if isDue(ns) {
+		if j.namespace(describe(ns)) != "" {
 			candidates = append(candidates, ns)
 		}
 	}
 	if opts.DryRun {
-		return describeAll(candidates), nil
+		return j.describeDue(candidates), nil
 	}
 
 	var deleted []*corev1.Namespace
@@ -216,9 +269,17 @@ func (m *Manager) Janitor(ctx context.Context, opts JanitorOptions) ([]Namespace
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return describeAll(deleted), fmt.Errorf("janitor: %w", errors.Join(errs...))
+		return j.describeDue(deleted), fmt.Errorf("janitor: %w", errors.Join(errs...))
 	}
-	return describeAll(deleted), nil
+	return j.describeDue(deleted), nil
+}
+
+func (j Judge) describeDue(nss []*corev1.Namespace) []Namespace {
+	out := describeAll(nss)
+	for i := range out {
+		out[i].Due = j.namespace(out[i])
+	}
+	return out
 }
 
 // errNotDue: a namespace was extended between the janitor's listing and its delete.
@@ -226,13 +287,13 @@ var errNotDue = errors.New("no longer due")
 
 // janitorCheck is what a namespace must still be when the janitor deletes it: firedrill's, and
 // due. It runs again whenever the namespace changed since it was listed.
-func janitorCheck(now time.Time, grace time.Duration) func(*corev1.Namespace) error {
+func janitorCheck(j Judge) func(*corev1.Namespace) error {
 	return func(ns *corev1.Namespace) error {
 		if reason := notScratch(ns, ""); reason != "" {
 			return &NamespaceError{Namespace: ns.Name, Err: ErrNotScratch, Reason: reason + " (changed since listed)",
 				Hint: "the janitor deletes only firedrill's scratch namespaces; not deleted"}
 		}
-		if !due(describe(ns), now, grace) {
+		if j.namespace(describe(ns)) == "" {
 			return errNotDue
 		}
 		return nil

@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// Labels and annotations of a scratch namespace (DESIGN.md, safety rule 1). Only a namespace with
-// both labels is ever deleted.
+// Labels and annotations of a scratch namespace (docs/architecture.md, safety rule 1). Only a
+// namespace with both labels is ever deleted.
 const (
 	LabelRun           = "firedrill.dev/run"            // the run id
 	LabelManagedBy     = "app.kubernetes.io/managed-by" // ManagedBy
@@ -328,12 +328,10 @@ func namespaceObject(name, runID, scenario string, expires time.Time) *corev1.Na
 	meta := objectMeta(name, "", runID)
 	meta.Annotations = map[string]string{
 		AnnotationScenario: scenario,
-		AnnotationExpires:  formatExpiry(expires),
+		AnnotationExpires:  FormatExpiry(expires),
 	}
 	return &corev1.Namespace{ObjectMeta: meta}
 }
-
-func formatExpiry(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // networkPolicy selects every pod and denies all ingress and egress, except DNS when allowDNS.
 // networkPolicy denies every connection into and out of the namespace except between pods of

@@ -117,22 +117,27 @@ func TestNotScratch(t *testing.T) {
 func TestDue(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	grace := 24 * time.Hour
+	j := Judge{Now: now, Grace: 24 * time.Hour, RunnerGone: func(run string) bool { return run == "crashed" }}
 	tests := []struct {
 		name string
 		n    Namespace
-		want bool
+		want string
 	}{
-		{"expired", Namespace{Created: now.Add(-time.Hour), Expires: now.Add(-time.Minute)}, true},
-		{"expires now", Namespace{Created: now.Add(-time.Hour), Expires: now}, true},
-		{"not yet expired, though old", Namespace{Created: now.Add(-90 * 24 * time.Hour), Expires: now.Add(time.Minute)}, false},
-		{"no expiry, young", Namespace{Created: now.Add(-time.Hour)}, false},
-		{"no expiry, older than grace", Namespace{Created: now.Add(-25 * time.Hour)}, true},
+		{"expired", Namespace{Run: "r", Created: now.Add(-time.Hour), Expires: now.Add(-time.Minute)}, DueExpired},
+		{"expires now", Namespace{Run: "r", Created: now.Add(-time.Hour), Expires: now}, DueExpired},
+		{"not yet expired, though old", Namespace{Run: "r", Created: now.Add(-90 * 24 * time.Hour), Expires: now.Add(time.Minute)}, ""},
+		{"no expiry, young", Namespace{Run: "r", Created: now.Add(-time.Hour)}, ""},
+		{"no expiry, older than grace", Namespace{Run: "r", Created: now.Add(-25 * time.Hour)}, DueNoExpiry},
+		{"runner gone, not yet expired", Namespace{Run: "crashed", Created: now.Add(-time.Minute), Expires: now.Add(time.Hour)}, DueRunnerGone},
+		{"runner gone, no expiry, young", Namespace{Run: "crashed", Created: now}, DueRunnerGone},
 	}
 	for _, tt := range tests {
-		if got := due(tt.n, now, grace); got != tt.want {
-			t.Errorf("%s: due = %v, want %v", tt.name, got, tt.want)
+		if got := j.namespace(tt.n); got != tt.want {
+			t.Errorf("%s: due = %q, want %q", tt.name, got, tt.want)
 		}
+	}
+	if got := (Judge{Now: now}).Due("r", now.Add(-DefaultGrace), time.Time{}); got != DueNoExpiry {
+		t.Errorf("zero grace is DefaultGrace: due = %q", got)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/drill/etcddrill"
 	"github.com/firedrill-dev/firedrill/drill/history"
 	"github.com/firedrill-dev/firedrill/drill/schedule"
 	"github.com/firedrill-dev/firedrill/internal/browsertest"
@@ -64,10 +65,7 @@ spec:
 	}
 	work := t.TempDir()
 	run := func(ctx context.Context, sc *scenarios.Scenario, tr schedule.Trigger) (*drill.Record, error) {
-		d, err := drill.NewEtcdDriver(sc, drill.EtcdOptions{BinDir: sb.BinDir()})
-		if err != nil {
-			return nil, err
-		}
+		d := etcddrill.New(etcddrill.Options{BinDir: sb.BinDir()})
 		r := &drill.Runner{Recorder: h, ID: tr.ID, Trigger: tr.Kind, Operator: tr.Operator, WorkRoot: work,
 			Runner: drill.RunnerInfo{Host: "browser-test", PID: os.Getpid()}}
 		return r.Run(ctx, sc, d)
@@ -94,27 +92,7 @@ spec:
 	t.Cleanup(func() { hs.Close() })
 	base := "http://" + ln.Addr().String()
 
-	ctx, browser := browsertest.Start(t, chromedp.WindowSize(1400, 900))
-	// within bounds one group of actions, so that a page that never shows something fails the
-	// test with a message instead of hanging it.
-	within := func(d time.Duration, what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		c, cancel := context.WithTimeout(ctx, d)
-		defer cancel()
-		if err := chromedp.Do(c, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		c, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		s, err := chromedp.Run(c, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
+	ctx, browser, within, text := startTab(t)
 
 	row := fmt.Sprintf(`tr[data-scenario=%q]`, name)
 	button := chromedp.CSS(row + ` button.run-now`)
@@ -243,6 +221,33 @@ spec:
 	}
 }
 
+// startTab starts Chromium for t and returns its context, its path for messages, within, which
+// runs a group of actions bounded by d (a page that never shows something fails the test with a
+// message instead of hanging it), and text, which reads an element's text.
+func startTab(t *testing.T) (ctx context.Context, browser string,
+	within func(d time.Duration, what string, steps ...chromedp.Action[chromedp.Void]), text func(sel string) string) {
+	ctx, browser = browsertest.Start(t, chromedp.WindowSize(1400, 900))
+	within = func(d time.Duration, what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		c, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		if err := chromedp.Do(c, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text = func(sel string) string {
+		t.Helper()
+		c, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		s, err := chromedp.Run(c, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+	return ctx, browser, within, text
+}
+
 func containsAny(s string, subs ...string) bool {
 	for _, sub := range subs {
 		if strings.Contains(s, sub) {
@@ -269,4 +274,69 @@ func screenshot(t *testing.T, ctx context.Context, url, path string) {
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestBrowserLogin is reading behind a token as a person does it: Chromium asks for a run's
+// page, gets the login form, is refused a wrong token, logs in with the right one, lands on the
+// page it asked for, sees the dashboard's runs, and logs out again.
+func TestBrowserLogin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the browser test starts Chromium; skipped under -short")
+	}
+	t.Parallel()
+	const readToken = "browser-read-token-0123456789"
+	h := openHistory(t)
+	recs := fixture(t, h)
+	run := recs[0].ID
+	sched := &fakeScheduler{status: []schedule.Status{{Name: "shop-etcd", Schedule: "@daily"}, {Name: "shop-velero", Schedule: "@daily"}}}
+	srv := serve(t, Options{Runs: h, Scheduler: sched, ReadToken: readToken, Version: "browser-test"})
+
+	ctx, browser, within, text := startTab(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/runs/"+run)); err != nil {
+		t.Fatalf("start chromium (%s) and load a run's page: %v", browser, err)
+	}
+	within(time.Minute, "a run's page without a session shows the login form", chromedp.WaitVisible(chromedp.CSS(`#login-token`)))
+	if page := text(`main`); strings.Contains(page, "12 keys") || strings.Contains(page, "etcd-snapshot") {
+		t.Errorf("the login form shows the run's evidence:\n%s", page)
+	}
+
+	within(time.Minute, "a wrong token is refused",
+		chromedp.SendKeys(chromedp.CSS(`#login-token`), "not-the-token"),
+		chromedp.Click(chromedp.CSS(`#login-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(`#login-problem`)))
+	if p := text(`#login-problem`); !strings.Contains(p, "wrong token") {
+		t.Errorf("a wrong token shows %q", p)
+	}
+
+	within(time.Minute, "the right token opens the page asked for",
+		chromedp.SendKeys(chromedp.CSS(`#login-token`), readToken),
+		chromedp.Click(chromedp.CSS(`#login-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(`pre.evidence`)))
+	if page := text(`main`); !strings.Contains(page, run) || !strings.Contains(page, "12 keys") {
+		t.Errorf("after login the run page shows:\n%s", page)
+	}
+	c, cancel := context.WithTimeout(ctx, time.Minute)
+	cookies, err := chromedp.Run(c, chromedp.Evaluate[string](`document.cookie`))
+	cancel()
+	if err != nil || strings.Contains(cookies, sessionCookie) {
+		t.Errorf("scripts can read the session cookie (want HttpOnly): %q %v", cookies, err)
+	}
+
+	within(time.Minute, "the dashboard shows the scenarios' runs",
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-scenario="shop-etcd"] td.last`)))
+	for scenario, want := range map[string]string{"shop-etcd": "passed", "shop-velero": "passed"} {
+		if cell := text(fmt.Sprintf(`tr[data-scenario=%q] td.last`, scenario)); !strings.Contains(cell, want) {
+			t.Errorf("the dashboard's last run of %s: %q, want %s", scenario, cell, want)
+		}
+	}
+	if rate := text(`tr[data-scenario="shop-etcd"] td:nth-child(5)`); !strings.Contains(rate, "(4/6)") {
+		t.Errorf("shop-etcd's pass rate %q, want 4 of 6 drilled runs", rate)
+	}
+
+	within(time.Minute, "log out, and the dashboard asks for the token again",
+		chromedp.Click(chromedp.CSS(`#logout`)),
+		chromedp.WaitVisible(chromedp.CSS(`#login-token`)),
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#login-token`)))
 }

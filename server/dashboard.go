@@ -34,7 +34,7 @@ type pages struct {
 func loadPages() *pages {
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	p := &pages{byName: map[string]*template.Template{}}
-	for _, name := range []string{"dashboard.html", "runs.html", "run.html", "error.html"} {
+	for _, name := range []string{"dashboard.html", "runs.html", "run.html", "error.html", "login.html"} {
 		p.byName[name] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+name))
 	}
 	return p
@@ -49,6 +49,10 @@ type layout struct {
 	// which also works without JavaScript.
 	Refresh int
 	Now     time.Time
+	// ReadAuth: reads need a token, so the header offers to log out.
+	ReadAuth bool
+	// Locked: the page is shown to someone not logged in (the login form): no navigation.
+	Locked bool
 }
 
 // render writes a page; a template error becomes a 500 (the page is buffered first, so a
@@ -67,7 +71,7 @@ func (s *server) render(w http.ResponseWriter, status int, page string, data any
 }
 
 func (s *server) layout(title string) layout {
-	return layout{Title: title, Leader: s.leader(), Version: s.opts.Version, Now: s.now()}
+	return layout{Title: title, Leader: s.leader(), Version: s.opts.Version, Now: s.now(), ReadAuth: s.opts.ReadToken != ""}
 }
 
 type errorPage struct {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/firedrill-dev/firedrill/coverage"
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/schedule"
 )
@@ -23,6 +24,13 @@ import (
 //	firedrill_scenario_interval_seconds{scenario}               gauge (for the dead-man's switch)
 //	firedrill_scratch_namespaces                                gauge
 //	firedrill_history_spooled_records                           gauge
+//	firedrill_coverage_ratio                                    gauge (covered ÷ items not excluded)
+//	firedrill_coverage_items{status}                            gauge
+//	firedrill_backup_last_drill_timestamp_seconds{item labels}  gauge (newest passed drill; 0: none)
+//	firedrill_backup_coverage_window_seconds{item labels}       gauge
+//
+// The item labels are kind, cluster, velero_namespace and name (coverage.Key); excluded items
+// have no per-item series.
 //
 // last_run_timestamp_seconds has one series per scenario, labelled with the result of its
 // newest drill that ran (passed, failed, error or aborted): skipped and missed runs did not
@@ -38,6 +46,13 @@ type Metrics struct {
 	interval    *prometheus.GaugeVec
 	scratch     prometheus.Gauge
 	spooled     prometheus.Gauge
+
+	coverageRatio *prometheus.GaugeVec // no labels: a vector, so that it can be absent
+	coverageItems *prometheus.GaugeVec
+	itemPassed    *prometheus.GaugeVec
+	itemWindow    *prometheus.GaugeVec
+	// items are the per-item series SetCoverage set last, to delete those of items gone.
+	items map[coverage.Key]bool
 
 	mu sync.Mutex
 	// state holds every scenario with a series, and the time of what its gauges show (so that
@@ -112,10 +127,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "firedrill_history_spooled_records",
 			Help: "Final records waiting in the local spool because the history store could not be written.",
 		}),
+		coverageRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "firedrill_coverage_ratio",
+			Help: "Items (Velero schedules, backups, namespaces, etcd sources) with a passed drill within their window, as a share of those not excluded; absent when there are none or coverage is off.",
+		}, nil),
+		coverageItems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "firedrill_coverage_items",
+			Help: "Items there are to drill, by coverage status: covered, not covered, excluded.",
+		}, []string{"status"}),
+		itemPassed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "firedrill_backup_last_drill_timestamp_seconds",
+			Help: "When the newest passed drill of the item started (Unix time); 0 when none passed. Excluded items have none.",
+		}, itemLabels),
+		itemWindow: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "firedrill_backup_coverage_window_seconds",
+			Help: "How recent a passed drill of the item must be for it to count as covered.",
+		}, itemLabels),
+		items: map[coverage.Key]bool{},
 		state: map[string]*scenarioState{},
 	}
 	reg.MustRegister(m.runs, m.lastRun, m.lastSuccess, m.duration, m.rto, m.rpo, m.objective,
-		m.scErrors, m.interval, m.scratch, m.spooled)
+		m.scErrors, m.interval, m.scratch, m.spooled, m.coverageRatio, m.coverageItems, m.itemPassed, m.itemWindow)
 	return m
 }
 
@@ -256,3 +288,46 @@ func (m *Metrics) SetScratchNamespaces(n int) { m.scratch.Set(float64(n)) }
 
 // SetSpooled sets the number of records waiting in the spool.
 func (m *Metrics) SetSpooled(n int) { m.spooled.Set(float64(n)) }
+
+// itemLabels identify a coverage item; "velero_namespace", since a scrape's own "namespace"
+// label would clash.
+var itemLabels = []string{"kind", "cluster", "velero_namespace", "name"}
+
+// SetCoverage shows a coverage measurement: the ratio, the counts, and per item not excluded
+// its newest passed drill and its window. Series of items no longer there are deleted, so that
+// their alerts resolve.
+func (m *Metrics) SetCoverage(res *coverage.Result) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if res.Ratio != nil {
+		m.coverageRatio.WithLabelValues().Set(*res.Ratio)
+	} else {
+		m.coverageRatio.Reset()
+	}
+	m.coverageItems.WithLabelValues(string(coverage.Covered)).Set(float64(res.Covered))
+	m.coverageItems.WithLabelValues(string(coverage.NotCovered)).Set(float64(res.NotCovered))
+	m.coverageItems.WithLabelValues(string(coverage.Excluded)).Set(float64(res.Excluded))
+	seen := make(map[coverage.Key]bool, len(res.Items))
+	for i := range res.Items {
+		it := &res.Items[i]
+		if it.Status == coverage.Excluded {
+			continue
+		}
+		k := it.Key()
+		seen[k] = true
+		passed := 0.0
+		if it.LastPassed != nil {
+			passed = float64(it.LastPassed.At.UnixNano()) / 1e9
+		}
+		lv := []string{string(k.Kind), k.Cluster, k.Namespace, k.Name}
+		m.itemPassed.WithLabelValues(lv...).Set(passed)
+		m.itemWindow.WithLabelValues(lv...).Set(it.Window.Seconds())
+	}
+	for k := range m.items {
+		if !seen[k] {
+			m.itemPassed.DeleteLabelValues(string(k.Kind), k.Cluster, k.Namespace, k.Name)
+			m.itemWindow.DeleteLabelValues(string(k.Kind), k.Cluster, k.Namespace, k.Name)
+		}
+	}
+	m.items = seen
+}

@@ -9,8 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/firedrill-dev/firedrill/coverage"
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/schedule"
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 func newRegistry() *prometheus.Registry { return prometheus.NewPedanticRegistry() }
@@ -212,4 +214,51 @@ func TestMetricsSetScenarios(t *testing.T) {
 	m.SetScenarios([]schedule.Status{{Name: "alpha"}, {Name: "beta", Interval: time.Hour}})
 	expect(t, "beta back", series(t, reg), map[string]float64{"firedrill_scenario_interval_seconds{scenario=beta}": 3600},
 		"firedrill_runs_total{result=failed,scenario=beta}", "firedrill_scenario_errors{scenario=manual}")
+}
+
+func TestMetricsSetCoverage(t *testing.T) {
+	t.Parallel()
+	reg := newRegistry()
+	m := NewMetrics(reg)
+	passed := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	month := scenarios.Duration{Duration: 30 * 24 * time.Hour}
+	item := func(name string, st coverage.Status, last *coverage.Drill) coverage.Item {
+		return coverage.Item{Kind: coverage.KindSchedule, Cluster: "prod", Namespace: "velero", Name: name, Status: st, LastPassed: last, Window: month}
+	}
+	ratio := 0.5
+	m.SetCoverage(&coverage.Result{Ratio: &ratio, Covered: 1, NotCovered: 1, Excluded: 1, Items: []coverage.Item{
+		item("never", coverage.NotCovered, nil),
+		item("nightly", coverage.Covered, &coverage.Drill{ID: "r1", At: passed}),
+		item("ci", coverage.Excluded, nil),
+	}})
+	s := series(t, reg)
+	lbl := func(name string) string {
+		return "{cluster=prod,kind=velero-schedule,name=" + name + ",velero_namespace=velero}"
+	}
+	want := map[string]float64{
+		"firedrill_coverage_ratio":                                       0.5,
+		`firedrill_coverage_items{status=not covered}`:                   1,
+		"firedrill_coverage_items{status=excluded}":                      1,
+		"firedrill_backup_last_drill_timestamp_seconds" + lbl("never"):   0,
+		"firedrill_backup_last_drill_timestamp_seconds" + lbl("nightly"): float64(passed.Unix()),
+		"firedrill_backup_coverage_window_seconds" + lbl("never"):        month.Seconds(),
+	}
+	for k, v := range want {
+		if got, ok := s[k]; !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+		}
+	}
+	if _, ok := s["firedrill_backup_last_drill_timestamp_seconds"+lbl("ci")]; ok {
+		t.Error("an excluded item has a series: its alert could fire")
+	}
+
+	// The next measurement has no nightly (its Schedule was deleted) and no items at all to
+	// judge: its series go, and so does the ratio.
+	m.SetCoverage(&coverage.Result{Items: []coverage.Item{item("ci", coverage.Excluded, nil)}, Excluded: 1})
+	s = series(t, reg)
+	for k := range s {
+		if strings.HasPrefix(k, "firedrill_backup_") || k == "firedrill_coverage_ratio" {
+			t.Errorf("%s left behind", k)
+		}
+	}
 }

@@ -11,8 +11,10 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/firedrill-dev/firedrill/coverage"
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/schedule"
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // prometheusRule is the part of a monitoring.coreos.com/v1 PrometheusRule the test reads.
@@ -61,6 +63,9 @@ func TestAlertRulesUseRegisteredMetrics(t *testing.T) {
 	m := NewMetrics(reg)
 	m.Observe(record("r1", "shop", drill.Passed, 0))
 	m.SetScenarios([]schedule.Status{{Name: "shop", Interval: time.Hour}})
+	ratio := 0.0
+	m.SetCoverage(&coverage.Result{Ratio: &ratio, NotCovered: 1, Items: []coverage.Item{
+		{Kind: coverage.KindSchedule, Name: "nightly", Status: coverage.NotCovered, Window: scenarios.Duration{Duration: time.Hour}}}})
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +111,7 @@ func TestAlertRulesUseRegisteredMetrics(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"FiredrillDrillFailing", "FiredrillDrillNotPassing", "FiredrillObjectiveBreached",
-		"FiredrillScratchLeftBehind", "FiredrillScenarioInvalid", "FiredrillHistorySpooling"} {
+		"FiredrillScratchLeftBehind", "FiredrillScenarioInvalid", "FiredrillHistorySpooling", "FiredrillBackupNotRestoreTested"} {
 		if !alerts[want] {
 			t.Errorf("alert %s is missing", want)
 		}

@@ -1,7 +1,7 @@
 // Package server is `firedrill serve`'s HTTP side: the JSON API, the dashboard, /metrics,
 // /healthz and /readyz.
 //
-// CONTRACT (issue 5): cmd/firedrill/serve.go is written against the exported names below; the
+// CONTRACT (issue 5): the service package is written against the exported names below; the
 // helper implementing the package may add to them but not change them.
 package server
 
@@ -40,6 +40,11 @@ type Options struct {
 	// Token is the bearer token writes need; "" disables writes (they answer 403 and say how
 	// to enable them).
 	Token string
+	// ReadToken, when set, makes every read need it (or Token): the API, the dashboard and run
+	// evidence answer 401 without "Authorization: Bearer <token>" or the session cookie that
+	// logging in at /login sets. /healthz, /readyz, /metrics (no evidence there), /static/ and
+	// /login stay open. "": reads are open.
+	ReadToken string
 	// Gatherer serves /metrics (the registry Metrics registered with).
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the process can serve (history reachable, scenarios loaded); nil
@@ -70,7 +75,8 @@ type server struct {
 //
 // Routes: GET /api/v1/scenarios, GET /api/v1/runs, GET /api/v1/runs/{id},
 // POST /api/v1/scenarios/{name}/runs (bearer token), GET /healthz, /readyz, /metrics, and the
-// dashboard: GET /, /runs, /runs/{id}, /static/.
+// dashboard: GET /, /runs, /runs/{id}, /static/, with GET and POST /login and POST /logout for
+// a session when reads need a token.
 func New(opts Options) http.Handler {
 	if opts.TrendRuns <= 0 {
 		opts.TrendRuns = 20
@@ -92,9 +98,11 @@ func New(opts Options) http.Handler {
 			s.apiError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: use %s", r.Method, r.URL.Path, method))
 		})
 	}
-	api("GET", "/api/v1/scenarios", s.apiScenarios)
-	api("GET", "/api/v1/runs", s.apiRuns)
-	api("GET", "/api/v1/runs/{id}", s.apiRun)
+	read := func(h http.HandlerFunc) http.HandlerFunc { return s.requireRead(false, h) }
+	page := func(h http.HandlerFunc) http.HandlerFunc { return s.requireRead(true, h) }
+	api("GET", "/api/v1/scenarios", read(s.apiScenarios))
+	api("GET", "/api/v1/runs", read(s.apiRuns))
+	api("GET", "/api/v1/runs/{id}", read(s.apiRun))
 	api("POST", "/api/v1/scenarios/{name}/runs", s.requireToken(s.apiTrigger))
 	mux.HandleFunc("/api/", s.apiNotFound)
 
@@ -109,10 +117,13 @@ func New(opts Options) http.Handler {
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
 
-	mux.HandleFunc("GET /{$}", s.dashboard)
-	mux.HandleFunc("GET /runs", s.runsPage)
-	mux.HandleFunc("GET /runs/{id}", s.runPage)
+	mux.HandleFunc("GET /{$}", page(s.dashboard))
+	mux.HandleFunc("GET /runs", page(s.runsPage))
+	mux.HandleFunc("GET /runs/{id}", page(s.runPage))
 	mux.Handle("GET /static/", http.FileServerFS(staticFS))
+	mux.HandleFunc("GET /login", s.getLogin)
+	mux.HandleFunc("POST /login", s.postLogin)
+	mux.HandleFunc("POST /logout", s.postLogout)
 	return securityHeaders(mux)
 }
 

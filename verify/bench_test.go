@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/sandbox"
-	"github.com/firedrill-dev/firedrill/scenarios"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
@@ -25,6 +23,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/firedrill-dev/firedrill/sandbox"
+	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // BenchmarkEtcdObjectsDecode decodes ConfigMaps encoded as kube-apiserver stores them (protobuf,
@@ -85,7 +87,7 @@ func BenchmarkEtcdObjectsDecode(b *testing.B) {
 	}
 
 	b.Run("snapshot-file", func(b *testing.B) {
-		target := &EtcdTarget{Snapshot: SnapshotReport{Path: snap, Revision: st.Revision, HasHash: true, HashMatches: true, Readable: true}}
+		target := &EtcdTarget{Snapshot: etcdsnap.Report{Path: snap, Revision: st.Revision, HasHash: true, HashMatches: true, Readable: true}}
 		b.SetBytes(size)
 		var cpu, utilCPU, utilWall time.Duration
 		var peak uint64
@@ -128,7 +130,7 @@ func BenchmarkEtcdObjectsDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 		restored, _ := startEtcdProcess(b, restoredDir, "restored", peer)
-		target := &EtcdTarget{Restored: restored.cli, Snapshot: SnapshotReport{Revision: st.Revision}}
+		target := &EtcdTarget{Restored: restored.cli, Snapshot: etcdsnap.Report{Revision: st.Revision}}
 		b.SetBytes(size)
 		runtime.GC()
 		cpu0, etcd0 := processCPU(b), pidCPU(b, restored.pid)

@@ -4,8 +4,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // CanaryCheck looks for the key the drill wrote to the live etcd just before taking the snapshot:
@@ -22,7 +23,7 @@ var _ EtcdCheck = (*CanaryCheck)(nil)
 func NewCanaryCheck(name, scenarioName string, spec scenarios.CanaryCheck) *CanaryCheck {
 	key := spec.Key
 	if key == "" {
-		key = DefaultCanaryPrefix + scenarioName
+		key = scenarios.CanaryKeyPrefix + scenarioName
 	}
 	return &CanaryCheck{checkName: newCheckName(name, scenarios.CheckCanary), key: key}
 }

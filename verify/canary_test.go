@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // The canary written to the live etcd before the snapshot is found after the restore; another
@@ -15,7 +16,7 @@ func TestCanary(t *testing.T) {
 	sb := sharedSandbox(t)
 	ctx := context.Background()
 	live := etcdClient(t, sb.EtcdEndpoints())
-	key := DefaultCanaryPrefix + "verify-canary"
+	key := scenarios.CanaryKeyPrefix + "verify-canary"
 	value := `{"runID":"` + randomHex(t) + `"}`
 	_, err := live.Put(ctx, key, value)
 	must(t, err)
@@ -26,7 +27,7 @@ func TestCanary(t *testing.T) {
 
 	check := NewCanaryCheck("", "verify-canary", scenarios.CanaryCheck{})
 	target := func(c *Canary) *EtcdTarget {
-		return &EtcdTarget{Restored: r.Client, Live: live, Snapshot: SnapshotReport{Revision: r.Status.Revision}, Canary: c}
+		return &EtcdTarget{Restored: r.Client, Live: live, Snapshot: etcdsnap.Report{Revision: r.Status.Revision}, Canary: c}
 	}
 	o := check.Run(ctx, target(&Canary{Key: key, Value: value, WrittenAt: written}))
 	if o.Status != StatusPassed || o.Evidence["found"] != true || o.Evidence["key"] != key || o.Evidence["writtenAt"] != written {

@@ -7,9 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 func TestNewEtcdChecks(t *testing.T) {
@@ -74,7 +76,7 @@ func TestNewEtcdChecksRejects(t *testing.T) {
 
 func TestIntegrity(t *testing.T) {
 	t.Parallel()
-	good := SnapshotReport{Path: "/b/s.db", SizeBytes: 4096, SHA256: "ab12", HasHash: true, HashMatches: true, Readable: true, Revision: 42, TotalKeys: 7, Version: "3.6.0"}
+	good := etcdsnap.Report{Path: "/b/s.db", SizeBytes: 4096, SHA256: "ab12", HasHash: true, HashMatches: true, Readable: true, Revision: 42, TotalKeys: 7, Version: "3.6.0"}
 	raw := good
 	raw.HasHash, raw.HashMatches = false, false
 	corrupt := good
@@ -83,7 +85,7 @@ func TestIntegrity(t *testing.T) {
 	unreadable.Readable, unreadable.ReadError = false, "invalid database"
 	for _, tc := range []struct {
 		name    string
-		snap    SnapshotReport
+		snap    etcdsnap.Report
 		allow   bool
 		status  Status
 		message string
@@ -93,7 +95,7 @@ func TestIntegrity(t *testing.T) {
 		{"raw copy allowed", raw, true, StatusPassed, "allowed by allowMissingHash"},
 		{"hash mismatch", corrupt, true, StatusFailed, "does not match its data: the file is corrupt"},
 		{"unreadable", unreadable, false, StatusFailed, "etcd cannot read the snapshot (invalid database)"},
-		{"no snapshot", SnapshotReport{}, false, StatusError, "no snapshot to check"},
+		{"no snapshot", etcdsnap.Report{}, false, StatusError, "no snapshot to check"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := NewIntegrityCheck("", scenarios.EtcdIntegrityCheck{AllowMissingHash: tc.allow}).Run(context.Background(), &EtcdTarget{Snapshot: tc.snap})

@@ -9,9 +9,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // How much of the detail goes into a result.
@@ -36,7 +37,7 @@ var _ EtcdCheck = (*ObjectsDecodeCheck)(nil)
 func NewObjectsDecodeCheck(name string, spec scenarios.EtcdObjectsDecodeCheck) *ObjectsDecodeCheck {
 	prefix := spec.Prefix
 	if prefix == "" {
-		prefix = DefaultDecodePrefix
+		prefix = scenarios.DefaultDecodePrefix
 	}
 	return &ObjectsDecodeCheck{
 		checkName: newCheckName(name, scenarios.CheckEtcdObjectsDecode),

@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // A real snapshot of a cluster with built-in objects (protobuf), APIServices and a custom
@@ -18,7 +20,7 @@ func TestObjectsDecodeRealCluster(t *testing.T) {
 	sb := sharedSandbox(t)
 	f := makeObjects(t, sb.RESTConfig(), "verify-decode")
 	r := restoreCopy(t, sb.EtcdEndpoints())
-	target := &EtcdTarget{Restored: r.Client, Snapshot: SnapshotReport{Revision: r.Status.Revision}}
+	target := &EtcdTarget{Restored: r.Client, Snapshot: etcdsnap.Report{Revision: r.Status.Revision}}
 
 	o := NewObjectsDecodeCheck("", scenarios.EtcdObjectsDecodeCheck{}).Run(context.Background(), target)
 	if o.Status != StatusPassed {
@@ -68,7 +70,7 @@ func TestObjectsDecodeIgnoresWritesAfterRestore(t *testing.T) {
 	if _, err := r.Client.Put(ctx, "/registry/configmaps/late/garbage", "written after the restore"); err != nil {
 		t.Fatal(err)
 	}
-	o := NewObjectsDecodeCheck("", scenarios.EtcdObjectsDecodeCheck{}).Run(ctx, &EtcdTarget{Restored: r.Client, Snapshot: SnapshotReport{Revision: r.Status.Revision}})
+	o := NewObjectsDecodeCheck("", scenarios.EtcdObjectsDecodeCheck{}).Run(ctx, &EtcdTarget{Restored: r.Client, Snapshot: etcdsnap.Report{Revision: r.Status.Revision}})
 	if o.Status != StatusPassed {
 		t.Fatalf("want passed, got %s: %s", o.Status, o.Message)
 	}
@@ -107,7 +109,7 @@ func TestObjectsDecodeDamagedValues(t *testing.T) {
 		}
 	}
 	r := restoreCopy(t, src.Endpoints())
-	target := &EtcdTarget{Restored: r.Client, Snapshot: SnapshotReport{Revision: r.Status.Revision}, Canary: &Canary{Key: "/registry/firedrill-canary"}}
+	target := &EtcdTarget{Restored: r.Client, Snapshot: etcdsnap.Report{Revision: r.Status.Revision}, Canary: &Canary{Key: "/registry/firedrill-canary"}}
 
 	everything := NewObjectsDecodeCheck("", scenarios.EtcdObjectsDecodeCheck{})
 	everything.prefix = "" // the whole keyspace, which no scenario can ask for

@@ -12,6 +12,7 @@ import (
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // writeEncryptionConfig writes an EncryptionConfiguration that encrypts Secrets with AES-CBC
@@ -58,7 +59,7 @@ func TestObjectsDecodeEncryptedAtRest(t *testing.T) {
 	}
 
 	target := func(cfg string) *EtcdTarget {
-		return &EtcdTarget{Restored: r.Client, Snapshot: SnapshotReport{Revision: r.Status.Revision}, EncryptionConfig: cfg}
+		return &EtcdTarget{Restored: r.Client, Snapshot: etcdsnap.Report{Revision: r.Status.Revision}, EncryptionConfig: cfg}
 	}
 	check := func(allow bool) *ObjectsDecodeCheck {
 		return NewObjectsDecodeCheck("", scenarios.EtcdObjectsDecodeCheck{AllowEncrypted: allow})

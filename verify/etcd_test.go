@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/sandbox"
-	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/firedrill-dev/firedrill/sandbox"
+	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }

@@ -5,8 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	"k8s.io/utils/ptr"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // Keys are counted in the restored data, as restored, against min, max and equals.
@@ -18,7 +20,7 @@ func TestKeys(t *testing.T) {
 	// Written after the restore, as a scratch apiserver would: not counted.
 	_, err := r.Client.Put(ctx, "/registry/configmaps/"+f.Namespace+"/late", "x")
 	must(t, err)
-	target := &EtcdTarget{Restored: r.Client, Snapshot: SnapshotReport{Revision: r.Status.Revision}}
+	target := &EtcdTarget{Restored: r.Client, Snapshot: etcdsnap.Report{Revision: r.Status.Revision}}
 	prefix := "/registry/configmaps/" + f.Namespace + "/"
 	want := len(f.ConfigMaps) + 1 // and kube-root-ca.crt
 

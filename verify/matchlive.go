@@ -10,8 +10,9 @@ import (
 	"hash"
 	"strings"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // MatchesLiveCheck compares, per prefix, the keys and value digests of the restored data with the
@@ -31,7 +32,7 @@ func NewMatchesLiveCheck(name string, spec scenarios.EtcdMatchesLiveCheck) (*Mat
 	if len(spec.Prefixes) == 0 {
 		return nil, errors.New("etcdMatchesLive needs prefixes, e.g. [/registry/configmaps/]")
 	}
-	drift := DefaultMaxDrift
+	drift := scenarios.DefaultMaxDrift
 	if spec.MaxDrift != nil {
 		drift = *spec.MaxDrift
 	}

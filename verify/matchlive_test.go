@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // Restored data equals the live store at the snapshot's revision, even after the live store moved
@@ -22,7 +24,7 @@ func TestMatchesLive(t *testing.T) {
 	live := etcdClient(t, sb.EtcdEndpoints())
 	r := restoreCopy(t, sb.EtcdEndpoints())
 	prefixes := []string{"/registry/configmaps/" + f.Namespace + "/", "/registry/secrets/" + f.Namespace + "/", "/registry/deployments/" + f.Namespace + "/"}
-	target := &EtcdTarget{Restored: r.Client, Live: live, Snapshot: SnapshotReport{Revision: r.Status.Revision}}
+	target := &EtcdTarget{Restored: r.Client, Live: live, Snapshot: etcdsnap.Report{Revision: r.Status.Revision}}
 	check := func(maxDrift *float64) *MatchesLiveCheck {
 		c, err := NewMatchesLiveCheck("", scenarios.EtcdMatchesLiveCheck{Prefixes: prefixes, MaxDrift: maxDrift})
 		must(t, err)
@@ -96,11 +98,11 @@ func TestMatchesLiveFutureRevision(t *testing.T) {
 	restored := newEtcd(t)
 	c, err := NewMatchesLiveCheck("", scenarios.EtcdMatchesLiveCheck{Prefixes: []string{"/registry/"}})
 	must(t, err)
-	o := c.Run(context.Background(), &EtcdTarget{Restored: restored, Live: live, Snapshot: SnapshotReport{Revision: 1}})
+	o := c.Run(context.Background(), &EtcdTarget{Restored: restored, Live: live, Snapshot: etcdsnap.Report{Revision: 1}})
 	if o.Status != StatusPassed {
 		t.Fatalf("two empty stores at revision 1: want passed, got %s: %s", o.Status, o.Message)
 	}
-	o = c.Run(context.Background(), &EtcdTarget{Restored: restored, Live: live, Snapshot: SnapshotReport{Revision: 1_000_000}})
+	o = c.Run(context.Background(), &EtcdTarget{Restored: restored, Live: live, Snapshot: etcdsnap.Report{Revision: 1_000_000}})
 	if o.Status != StatusError || !strings.Contains(o.Message, "has not reached the snapshot's revision") {
 		t.Fatalf("want error for a live store behind the snapshot, got %s: %s", o.Status, o.Message)
 	}

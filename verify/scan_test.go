@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // A scan sees every key under its prefix once, in order, across windows and pages, at the
@@ -121,7 +123,7 @@ func TestRestoredRevisionPinsReads(t *testing.T) {
 	src := newEtcd(t)
 	_, err := src.Put(ctx, "/registry/configmaps/x/a", "a")
 	must(t, err)
-	_, err = src.Put(ctx, DefaultCanaryPrefix+"pin", "canary")
+	_, err = src.Put(ctx, scenarios.CanaryKeyPrefix+"pin", "canary")
 	must(t, err)
 	r := restoreCopy(t, src.Endpoints())
 	restoredRev := r.Status.Revision + testBump
@@ -147,8 +149,8 @@ func TestRestoredRevisionPinsReads(t *testing.T) {
 		{"pinned later", late.Header.Revision, late.Header.Revision, "restore", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			target := &EtcdTarget{Restored: r.Client, Live: src, RestoredRevision: tc.pinned, Snapshot: SnapshotReport{Revision: r.Status.Revision},
-				Canary: &Canary{Key: DefaultCanaryPrefix + "pin", Value: "canary"}}
+			target := &EtcdTarget{Restored: r.Client, Live: src, RestoredRevision: tc.pinned, Snapshot: etcdsnap.Report{Revision: r.Status.Revision},
+				Canary: &Canary{Key: scenarios.CanaryKeyPrefix + "pin", Value: "canary"}}
 			rr, err := restoredRevision(ctx, target)
 			must(t, err)
 			if rr.Rev != tc.rev || rr.From != tc.from {

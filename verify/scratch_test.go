@@ -7,6 +7,7 @@ import (
 
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // The whole etcd drill's verify step on real parts: a snapshot of the sandbox restored into an
@@ -18,7 +19,7 @@ func TestChecksOnScratchAPIServer(t *testing.T) {
 	ctx := context.Background()
 	f := makeObjects(t, sb.RESTConfig(), "verify-scratch")
 	live := etcdClient(t, sb.EtcdEndpoints())
-	key := DefaultCanaryPrefix + "scratch"
+	key := scenarios.CanaryKeyPrefix + "scratch"
 	_, err := live.Put(ctx, key, "canary-"+f.SecretValue[:4])
 	must(t, err)
 	r := restoreCopy(t, sb.EtcdEndpoints())
@@ -40,7 +41,7 @@ func TestChecksOnScratchAPIServer(t *testing.T) {
 	must(t, err)
 	target := &EtcdTarget{
 		Restored: r.Client, Live: live, APIServer: api.RESTConfig(),
-		Snapshot: SnapshotReport{Revision: r.Status.Revision},
+		Snapshot: etcdsnap.Report{Revision: r.Status.Revision},
 		Canary:   &Canary{Key: key, Value: "canary-" + f.SecretValue[:4]},
 	}
 	// What the scratch apiserver wrote on start, which no check may take for restored data.

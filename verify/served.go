@@ -11,12 +11,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // ObjectsServedCheck asks the scratch kube-apiserver for every object the snapshot holds: the

@@ -5,10 +5,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // The sandbox's kube-apiserver serves every object of a snapshot of its own etcd: in chosen
@@ -19,7 +21,7 @@ func TestObjectsServed(t *testing.T) {
 	ctx := context.Background()
 	f := makeObjects(t, sb.RESTConfig(), "verify-served")
 	r := restoreCopy(t, sb.EtcdEndpoints())
-	target := &EtcdTarget{Restored: r.Client, APIServer: sb.RESTConfig(), Snapshot: SnapshotReport{Revision: r.Status.Revision}}
+	target := &EtcdTarget{Restored: r.Client, APIServer: sb.RESTConfig(), Snapshot: etcdsnap.Report{Revision: r.Status.Revision}}
 
 	cs := kubernetes.NewForConfigOrDie(sb.RESTConfig())
 	_, err := cs.CoreV1().ConfigMaps(f.Namespace).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after-snapshot"}}, metav1.CreateOptions{})
@@ -84,7 +86,7 @@ func TestObjectsServedMissing(t *testing.T) {
 		must(t, err)
 	}
 	r := restoreCopy(t, src.Endpoints())
-	target := &EtcdTarget{Restored: r.Client, APIServer: sb.RESTConfig(), Snapshot: SnapshotReport{Revision: r.Status.Revision}}
+	target := &EtcdTarget{Restored: r.Client, APIServer: sb.RESTConfig(), Snapshot: etcdsnap.Report{Revision: r.Status.Revision}}
 
 	o := NewObjectsServedCheck("", scenarios.ObjectsServedCheck{Namespaces: []string{f.Namespace}}).Run(ctx, target)
 	t.Log(o.Message)

@@ -13,6 +13,8 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // revisionFromSnapshot: the data was read at the snapshot's own revision (readRevision.From).
@@ -22,7 +24,7 @@ const revisionFromSnapshot = "snapshot"
 // on a damaged file it can loop or exhaust memory, which no recover catches, so a file the
 // snapshot driver judged damaged is not opened again. A report that says nothing (the file was not
 // inspected) does not stop it.
-func unreadableSnapshot(s SnapshotReport) string {
+func unreadableSnapshot(s etcdsnap.Report) string {
 	switch {
 	case s.HasHash && !s.HashMatches:
 		return "its appended hash does not match its data"

@@ -12,16 +12,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // fileTarget reads r's snapshot file, as the snapshot driver reports an intact one.
 func fileTarget(r *restored) *EtcdTarget {
-	return &EtcdTarget{Snapshot: SnapshotReport{Path: r.Snapshot, Revision: r.Status.Revision, TotalKeys: r.Status.TotalKey, HasHash: true, HashMatches: true, Readable: true}}
+	return &EtcdTarget{Snapshot: etcdsnap.Report{Path: r.Snapshot, Revision: r.Status.Revision, TotalKeys: r.Status.TotalKey, HasHash: true, HashMatches: true, Readable: true}}
 }
 
 // assertSameOutcome fails unless decoding the snapshot file found what decoding the restored etcd
@@ -114,7 +116,7 @@ func TestObjectsDecodeSnapshotFile(t *testing.T) {
 	put("/registry/firedrill-canary", "a custom canary")
 	put("/registry/configmaps/y/after-canary", cm("y", "after-canary"))
 	r := restoreCopy(t, src.Endpoints())
-	etcdTarget := &EtcdTarget{Restored: r.Client, Snapshot: SnapshotReport{Revision: r.Status.Revision}}
+	etcdTarget := &EtcdTarget{Restored: r.Client, Snapshot: etcdsnap.Report{Revision: r.Status.Revision}}
 	file := fileTarget(r)
 
 	for _, tc := range []struct {
@@ -206,27 +208,27 @@ func TestObjectsDecodeUnreadableSnapshotFile(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		report func(SnapshotReport) SnapshotReport
+		report func(etcdsnap.Report) etcdsnap.Report
 		want   string
 	}{
-		{"missing", func(s SnapshotReport) SnapshotReport { s.Path = filepath.Join(dir, "gone.db"); return s }, "no such file"},
-		{"not a snapshot", func(s SnapshotReport) SnapshotReport { s.Path, s.HasHash = notSnapshot, false; return s }, "cannot be read with bbolt"},
-		{"empty", func(s SnapshotReport) SnapshotReport { s.Path, s.HasHash = empty, false; return s }, "cannot be read with bbolt: the file is empty"},
-		{"directory", func(s SnapshotReport) SnapshotReport { s.Path, s.HasHash = dir, false; return s }, "cannot be read with bbolt: not a regular file"},
-		{"truncated", func(s SnapshotReport) SnapshotReport {
+		{"missing", func(s etcdsnap.Report) etcdsnap.Report { s.Path = filepath.Join(dir, "gone.db"); return s }, "no such file"},
+		{"not a snapshot", func(s etcdsnap.Report) etcdsnap.Report { s.Path, s.HasHash = notSnapshot, false; return s }, "cannot be read with bbolt"},
+		{"empty", func(s etcdsnap.Report) etcdsnap.Report { s.Path, s.HasHash = empty, false; return s }, "cannot be read with bbolt: the file is empty"},
+		{"directory", func(s etcdsnap.Report) etcdsnap.Report { s.Path, s.HasHash = dir, false; return s }, "cannot be read with bbolt: not a regular file"},
+		{"truncated", func(s etcdsnap.Report) etcdsnap.Report {
 			s.Path = copyFile(t, r.Snapshot, func(b []byte) []byte { return b[:len(b)/2] })
 			s.HasHash = false
 			return s
 		}, "cannot be read with bbolt"},
-		{"pages zeroed", func(s SnapshotReport) SnapshotReport {
+		{"pages zeroed", func(s etcdsnap.Report) etcdsnap.Report {
 			s.Path = copyFile(t, r.Snapshot, func(b []byte) []byte {
 				clear(b[len(b)/3 : len(b)*2/3])
 				return b
 			})
 			return s
 		}, "cannot be read with bbolt"},
-		{"hash mismatch", func(s SnapshotReport) SnapshotReport { s.HashMatches = false; return s }, "is not read: its appended hash does not match its data"},
-		{"judged unreadable", func(s SnapshotReport) SnapshotReport { s.Readable, s.ReadError = false, "invalid database"; return s }, "is not read: etcd cannot read it: invalid database"},
+		{"hash mismatch", func(s etcdsnap.Report) etcdsnap.Report { s.HashMatches = false; return s }, "is not read: its appended hash does not match its data"},
+		{"judged unreadable", func(s etcdsnap.Report) etcdsnap.Report { s.Readable, s.ReadError = false, "invalid database"; return s }, "is not read: etcd cannot read it: invalid database"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := NewObjectsDecodeCheck("", scenarios.EtcdObjectsDecodeCheck{}).Run(ctx, &EtcdTarget{Snapshot: tc.report(report)})

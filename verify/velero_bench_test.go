@@ -14,13 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/sandbox"
-	"github.com/firedrill-dev/firedrill/scenarios"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/firedrill-dev/firedrill/sandbox"
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // BenchmarkObjectsMatch compares FIREDRILL_BENCH_OBJECTS (default 10000) ConfigMaps of a backup
@@ -56,7 +57,7 @@ func BenchmarkObjectsMatch(b *testing.B) {
 	fillNamespaces(b, cs, n, src, dst)
 	b.Logf("created %d ConfigMaps in each of %s and %s in %s", n, src, dst, time.Since(t0).Round(time.Second))
 	items := backupItems(b, cfg, src)
-	target := &VeleroTarget{Config: sb.RESTConfig(), NamespaceMapping: map[string]string{src: dst}, Items: items}
+	target := &VeleroTarget{Cluster: newTestCluster(b, sb.RESTConfig()), NamespaceMapping: map[string]string{src: dst}, Items: items}
 	check, err := NewObjectsMatchCheck("", scenarios.ObjectsMatchCheck{Resources: []string{"configmaps"}})
 	must(b, err)
 

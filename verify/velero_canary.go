@@ -8,10 +8,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // The canary of a Velero drill: a ConfigMap of this name whose data holds the nonce under this key,
@@ -52,13 +52,10 @@ func (c *VeleroCanaryCheck) Run(ctx context.Context, t *VeleroTarget) Outcome {
 	if len(t.Canaries) == 0 {
 		return errorOutcome(ev, "no canary was written: canary needs backup.velero.create, which writes it into each included namespace just before the backup")
 	}
-	if t.Config == nil {
+	if t.Cluster == nil {
 		return noTarget(ev)
 	}
-	kube, err := kubernetes.NewForConfig(clientConfig(t))
-	if err != nil {
-		return errorOutcome(ev, "client of the restored cluster: %v", err)
-	}
+	kube := t.Cluster.Kube
 	per := map[string]canaryResult{}
 	ev["namespaces"] = per
 	var missing, differ []string

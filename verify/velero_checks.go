@@ -2,14 +2,13 @@ package verify
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
@@ -20,84 +19,13 @@ import (
 	"k8s.io/client-go/restmapper"
 )
 
-// NewVeleroChecks builds the checks of a scenario whose backup is a Velero backup, in order.
-// Every problem of every check is reported, not only the first.
-func NewVeleroChecks(scenarioName string, checks []scenarios.Check) ([]VeleroCheck, error) {
-	out := make([]VeleroCheck, 0, len(checks))
-	var errs []error
-	for i, c := range checks {
-		ck, err := newVeleroCheck(c)
-		if err != nil {
-			label := fmt.Sprintf("check %d", i+1)
-			if c.Name != "" {
-				label += fmt.Sprintf(" (%s)", c.Name)
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", label, err))
-			continue
-		}
-		out = append(out, ck)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("scenario %s: %w", scenarioName, err)
-	}
-	return out, nil
-}
-
-func newVeleroCheck(c scenarios.Check) (VeleroCheck, error) {
-	var set, etcdOnly []string
-	var ck VeleroCheck
-	var err error
-	if c.ObjectsRestored != nil {
-		set = append(set, scenarios.CheckObjectsRestored)
-		ck = NewObjectsRestoredCheck(c.Name, *c.ObjectsRestored)
-	}
-	if c.ObjectsMatch != nil {
-		set = append(set, scenarios.CheckObjectsMatch)
-		ck, err = NewObjectsMatchCheck(c.Name, *c.ObjectsMatch)
-	}
-	if c.WorkloadsReady != nil {
-		set = append(set, scenarios.CheckWorkloadsReady)
-		ck = NewWorkloadsReadyCheck(c.Name, *c.WorkloadsReady)
-	}
-	if c.Job != nil {
-		set = append(set, scenarios.CheckJob)
-		ck, err = NewJobCheck(c.Name, *c.Job)
-	}
-	if c.Canary != nil {
-		set = append(set, scenarios.CheckCanary)
-		ck, err = NewVeleroCanaryCheck(c.Name, *c.Canary)
-	}
-	for _, e := range []struct {
-		typ string
-		on  bool
-	}{
-		{scenarios.CheckEtcdIntegrity, c.EtcdIntegrity != nil},
-		{scenarios.CheckEtcdObjectsDecode, c.EtcdObjectsDecode != nil},
-		{scenarios.CheckEtcdKeys, c.EtcdKeys != nil},
-		{scenarios.CheckEtcdMatchesLive, c.EtcdMatchesLive != nil},
-		{scenarios.CheckObjectsServed, c.ObjectsServed != nil},
-	} {
-		if e.on {
-			set, etcdOnly = append(set, e.typ), append(etcdOnly, e.typ)
-		}
-	}
-	switch {
-	case len(set) == 0:
-		return nil, errors.New("no check type set: give one of objectsRestored, objectsMatch, workloadsReady, job, canary")
-	case len(set) > 1:
-		return nil, fmt.Errorf("several check types set (%v): give one per check", set)
-	case len(etcdOnly) > 0:
-		return nil, fmt.Errorf("%s checks an etcd snapshot; this scenario drills a Velero backup", etcdOnly[0])
-	case err != nil:
-		return nil, err
-	}
-	return ck, nil
-}
-
 // mapNamespace is the namespace a backed-up namespace was restored into: its mapping, else the
 // same name (Velero restores unmapped namespaces under their own name).
 func mapNamespace(t *VeleroTarget, ns string) string {
 	if m, ok := t.NamespaceMapping[ns]; ok && m != "" {
+		return m
+	}
+	if m, ok := t.Reachable[ns]; ok && m != "" {
 		return m
 	}
 	return ns
@@ -123,23 +51,58 @@ func noTarget(ev map[string]any) Outcome {
 	return errorOutcome(ev, "no restored cluster to check: the restore step did not complete")
 }
 
-// clientConfig copies the target's config with a rate limit fit for listing whole namespaces.
-func clientConfig(t *VeleroTarget) *rest.Config {
-	cfg := rest.CopyConfig(t.Config)
-	if cfg.QPS == 0 {
-		cfg.QPS, cfg.Burst = 100, 200
-	}
-	return cfg
-}
+// Cluster is the cluster a backup was restored into, as the checks reach it. A drill builds it
+// once per run (NewCluster), or a test from fake clients; discovery happens once, when a check
+// first needs it.
+type Cluster struct {
+	// Config reaches the cluster; its Host names the cluster in messages. Checks use it for what
+	// the clients below do not do, such as exec into pods.
+	Config    *rest.Config
+	Kube      kubernetes.Interface
+	Dynamic   dynamic.Interface
+	Metadata  metadata.Interface
+	Discovery discovery.DiscoveryInterface
 
-// veleroCluster is what a check uses of the cluster a backup was restored into.
-type veleroCluster struct {
-	kube   kubernetes.Interface
-	dyn    dynamic.Interface
-	meta   metadata.Interface
+	mu     sync.Mutex
 	mapper meta.RESTMapper
 	// resources are the listable namespaced resources, in their preferred versions.
 	resources []apiResource
+}
+
+// NewCluster builds the clients of the cluster cfg reaches, with a rate limit fit for listing
+// whole namespaces. It makes no request.
+func NewCluster(cfg *rest.Config) (*Cluster, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 100, 200
+	}
+	c := &Cluster{Config: cfg}
+	var err error
+	if c.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if c.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if c.Metadata, err = metadata.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	dcfg := rest.CopyConfig(cfg)
+	if dcfg.Timeout == 0 {
+		dcfg.Timeout = discoveryTimeout
+	}
+	if c.Discovery, err = discovery.NewDiscoveryClientForConfig(dcfg); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// host names the cluster in messages.
+func (c *Cluster) host() string {
+	if c.Config == nil {
+		return "the restored cluster"
+	}
+	return c.Config.Host
 }
 
 type apiResource struct {
@@ -151,29 +114,14 @@ type apiResource struct {
 // than when the caller's context ends.
 const discoveryTimeout = 30 * time.Second
 
-// connectVelero builds the clients and, through discovery, the RESTMapper that turns Velero's
-// resource names ("deployments.apps") into API resources. An error means the cluster could not be
-// reached or asked.
-func connectVelero(ctx context.Context, t *VeleroTarget) (*veleroCluster, error) {
-	cfg := clientConfig(t)
-	c := &veleroCluster{}
-	var err error
-	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
-		return nil, err
-	}
-	if c.dyn, err = dynamic.NewForConfig(cfg); err != nil {
-		return nil, err
-	}
-	if c.meta, err = metadata.NewForConfig(cfg); err != nil {
-		return nil, err
-	}
-	dcfg := rest.CopyConfig(cfg)
-	if dcfg.Timeout == 0 {
-		dcfg.Timeout = discoveryTimeout
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(dcfg)
-	if err != nil {
-		return nil, err
+// discover learns, once, the RESTMapper that turns Velero's resource names ("deployments.apps")
+// into API resources, and the listable namespaced resources. An error means the cluster could not
+// be reached or asked; it is not remembered, so a later check asks again.
+func (c *Cluster) discover(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mapper != nil {
+		return nil
 	}
 	type result struct {
 		groups []*restmapper.APIGroupResources
@@ -182,19 +130,19 @@ func connectVelero(ctx context.Context, t *VeleroTarget) (*veleroCluster, error)
 	done := make(chan result, 1)
 	go func() {
 		// Groups whose discovery fails (aggregated APIs without a backend) are left out, not fatal.
-		g, err := restmapper.GetAPIGroupResources(dc)
+		g, err := restmapper.GetAPIGroupResources(c.Discovery)
 		done <- result{g, err}
 	}()
 	var r result
 	select {
 	case r = <-done:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("discovery: %w", r.err)
+		return fmt.Errorf("discovery: %w", r.err)
 	}
-	c.mapper = restmapper.NewDiscoveryRESTMapper(r.groups)
+	var resources []apiResource
 	for _, g := range r.groups {
 		v := g.Group.PreferredVersion.Version
 		for _, res := range g.VersionedResources[v] {
@@ -202,15 +150,16 @@ func connectVelero(ctx context.Context, t *VeleroTarget) (*veleroCluster, error)
 				continue
 			}
 			gv := schema.GroupVersion{Group: g.Group.Name, Version: v}
-			c.resources = append(c.resources, apiResource{gvr: gv.WithResource(res.Name), gvk: gv.WithKind(res.Kind)})
+			resources = append(resources, apiResource{gvr: gv.WithResource(res.Name), gvk: gv.WithKind(res.Kind)})
 		}
 	}
-	return c, nil
+	c.mapper, c.resources = restmapper.NewDiscoveryRESTMapper(r.groups), resources
+	return nil
 }
 
-// unreachable is the outcome when connectVelero failed.
+// unreachable is the outcome when the restored cluster could not be asked.
 func unreachable(ev map[string]any, t *VeleroTarget, err error) Outcome {
-	return errorOutcome(ev, "restored cluster unreachable at %s: %v", t.Config.Host, err)
+	return errorOutcome(ev, "restored cluster unreachable at %s: %v", t.Cluster.host(), err)
 }
 
 // resolved is a Velero resource name resolved against the target's API.
@@ -222,7 +171,7 @@ type resolved struct {
 
 // resolve turns a resource as Velero names it ("deployments.apps", "configmaps", "ingresses") into
 // the resource the target serves, in its preferred version.
-func (c *veleroCluster) resolve(resource string) (resolved, error) {
+func (c *Cluster) resolve(resource string) (resolved, error) {
 	gr := schema.ParseGroupResource(resource)
 	gvr, err := c.mapper.ResourceFor(gr.WithVersion(""))
 	if err != nil {
@@ -253,7 +202,7 @@ type excludedSet struct {
 	names map[schema.GroupResource]bool
 }
 
-func newExcludedSet(c *veleroCluster, excluded []string) excludedSet {
+func newExcludedSet(c *Cluster, excluded []string) excludedSet {
 	s := excludedSet{names: map[schema.GroupResource]bool{}}
 	for _, e := range excluded {
 		if strings.TrimSpace(e) == "*" {

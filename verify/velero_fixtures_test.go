@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/sandbox"
-	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -27,6 +25,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/firedrill-dev/firedrill/sandbox"
+	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
+	"github.com/firedrill-dev/firedrill/snapshot/velero"
 )
 
 // veleroSandbox is the package's cluster with a real Velero server and S3 server.
@@ -167,7 +169,7 @@ func deleteNamespaceAtEnd(t testing.TB, cs kubernetes.Interface, ns string) {
 // backupItems reads what a Velero backup of ns holds, from the API as Velero does: every
 // namespaced resource of ns in its preferred version, the Namespace itself and the
 // PersistentVolumes of its claims (which Velero adds as cluster-scoped items).
-func backupItems(t testing.TB, cfg *rest.Config, ns string) []BackupItem {
+func backupItems(t testing.TB, cfg *rest.Config, ns string) []velero.Item {
 	t.Helper()
 	ctx := context.Background()
 	dc := discovery.NewDiscoveryClientForConfigOrDie(cfg)
@@ -176,9 +178,9 @@ func backupItems(t testing.TB, cfg *rest.Config, ns string) []BackupItem {
 		t.Fatal(err)
 	}
 	dyn := dynamic.NewForConfigOrDie(cfg)
-	var items []BackupItem
+	var items []velero.Item
 	add := func(resource string, u unstructured.Unstructured) {
-		items = append(items, BackupItem{Resource: resource, Namespace: u.GetNamespace(), Name: u.GetName(), Object: &u})
+		items = append(items, velero.Item{Resource: resource, Namespace: u.GetNamespace(), Name: u.GetName(), Object: &u})
 	}
 	for _, l := range lists {
 		for _, r := range l.APIResources {
@@ -300,4 +302,14 @@ func waitVelero(t testing.TB, c client.Client, o client.Object, done func() (str
 	if err != nil {
 		t.Fatalf("%T %s: %v (phase %s)", o, o.GetName(), err, phase)
 	}
+}
+
+// newTestCluster builds the clients of cfg's cluster, as a drill does once per run.
+func newTestCluster(tb testing.TB, cfg *rest.Config) *Cluster {
+	tb.Helper()
+	c, err := NewCluster(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }

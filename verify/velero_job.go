@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // JobCheck runs a Job in a restored namespace (e.g. a query the restored database must answer)
@@ -74,16 +75,22 @@ func NewJobCheck(name string, spec scenarios.JobCheck) (*JobCheck, error) {
 // namespace is where the Job runs: the restored copy of spec.Namespace, or of the first
 // backed-up namespace in name order.
 func (c *JobCheck) namespace(t *VeleroTarget) (string, error) {
-	from := c.spec.Namespace
+	return scratchOf(t, c.spec.Namespace, "job")
+}
+
+// scratchOf is the scratch copy of backed-up namespace from, which a check of type typ looks at;
+// from empty means the first backed-up namespace.
+func scratchOf(t *VeleroTarget, from, typ string) (string, error) {
 	if from == "" {
 		src := slices.Sorted(maps.Keys(namespaceEvidence(t)))
 		if len(src) == 0 {
-			return "", errors.New("no restored namespace to run the job in: the target names no namespace mapping")
+			return "", fmt.Errorf("no restored namespace for the %s check: the target names no namespace mapping", typ)
 		}
 		from = src[0]
 	}
-	if _, ok := t.NamespaceMapping[from]; !ok && len(t.NamespaceMapping) > 0 {
-		return "", fmt.Errorf("job.namespace %s is not a backed-up namespace of this restore (restored: %s)", from,
+	_, own := t.NamespaceMapping[from]
+	if _, reachable := t.Reachable[from]; !own && !reachable && len(t.NamespaceMapping) > 0 {
+		return "", fmt.Errorf("%s.namespace %s is not a backed-up namespace of this restore (restored: %s)", typ, from,
 			strings.Join(slices.Sorted(maps.Keys(t.NamespaceMapping)), ", "))
 	}
 	return mapNamespace(t, from), nil
@@ -146,7 +153,7 @@ func (c *JobCheck) Run(ctx context.Context, t *VeleroTarget) (out Outcome) {
 		}
 		ev["env"] = names
 	}
-	if t.Config == nil {
+	if t.Cluster == nil {
 		return noTarget(ev)
 	}
 	ns, err := c.namespace(t)
@@ -154,10 +161,7 @@ func (c *JobCheck) Run(ctx context.Context, t *VeleroTarget) (out Outcome) {
 		return errorOutcome(ev, "%v", err)
 	}
 	ev["namespace"] = ns
-	kube, err := kubernetes.NewForConfig(clientConfig(t))
-	if err != nil {
-		return errorOutcome(ev, "client of the restored cluster: %v", err)
-	}
+	kube := t.Cluster.Kube
 	job, err := kube.BatchV1().Jobs(ns).Create(ctx, c.build(t), metav1.CreateOptions{})
 	if _, refused := err.(apierrors.APIStatus); err != nil && !refused {
 		return unreachable(ev, t, err)

@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // The job check on kwok's simulated nodes: a Job that completes passes, judged by its status
@@ -23,7 +24,7 @@ func TestJobCheck(t *testing.T) {
 	ctx := context.Background()
 	cs := kubernetes.NewForConfigOrDie(fastConfig(sb))
 	target := func(ns string) *VeleroTarget {
-		return &VeleroTarget{Config: sb.RESTConfig(), RunID: "run/42", NamespaceMapping: map[string]string{"shop": ns, "zz-other": "elsewhere"}}
+		return &VeleroTarget{Cluster: newTestCluster(t, sb.RESTConfig()), RunID: "run/42", NamespaceMapping: map[string]string{"shop": ns, "zz-other": "elsewhere"}}
 	}
 	secret := "dsn-" + randomHex(t)
 	check := func(t *testing.T, timeout time.Duration) *JobCheck {

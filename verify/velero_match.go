@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	"github.com/firedrill-dev/firedrill/snapshot/velero"
 )
 
 // ObjectsMatchCheck proves that the restored objects of chosen resources are the backed-up ones:
@@ -26,6 +28,9 @@ type ObjectsMatchCheck struct {
 	ignore       []fieldPath
 	// pageSize of the list requests: each resource is listed once per target namespace, in pages.
 	pageSize int64
+	// lenient: the resources are the defaults, not asked for by name; one of them may have nothing
+	// to compare.
+	lenient bool
 }
 
 var _ VeleroCheck = (*ObjectsMatchCheck)(nil)
@@ -41,7 +46,7 @@ func NewObjectsMatchCheck(name string, spec scenarios.ObjectsMatchCheck) (*Objec
 		c.resources = append(c.resources, strings.TrimSpace(r))
 	}
 	if len(c.resources) == 0 {
-		c.resources = scenarios.DefaultObjectsMatchResources()
+		c.resources, c.lenient = scenarios.DefaultObjectsMatchResources(), true
 	}
 	for i, f := range spec.IgnoreFields {
 		p, err := scenarios.SplitFieldPath(f)
@@ -78,11 +83,11 @@ func (c *ObjectsMatchCheck) Run(ctx context.Context, t *VeleroTarget) Outcome {
 	if len(c.ignoreFields) > 0 {
 		ev["ignoreFields"] = c.ignoreFields
 	}
-	if t.Config == nil {
+	if t.Cluster == nil {
 		return noTarget(ev)
 	}
-	cl, err := connectVelero(ctx, t)
-	if err != nil {
+	cl := t.Cluster
+	if err := cl.discover(ctx); err != nil {
 		return unreachable(ev, t, err)
 	}
 	excluded := newExcludedSet(cl, t.ExcludedResources)
@@ -95,12 +100,12 @@ func (c *ObjectsMatchCheck) Run(ctx context.Context, t *VeleroTarget) Outcome {
 		}
 	}
 	res.evidence(ev)
-	return res.judge(ev, c.resources)
+	return res.judge(ev, c.resources, c.lenient)
 }
 
 // compareResource compares every backed-up item of one chosen resource. An error means the
 // comparison could not be made (a list failed).
-func (c *ObjectsMatchCheck) compareResource(ctx context.Context, cl *veleroCluster, t *VeleroTarget, name string, excluded excludedSet, selectors map[string]bool, qualify bool, res *matchResult) error {
+func (c *ObjectsMatchCheck) compareResource(ctx context.Context, cl *Cluster, t *VeleroTarget, name string, excluded excludedSet, selectors map[string]bool, qualify bool, res *matchResult) error {
 	want := groupResource(name)
 	r, rerr := cl.resolve(name)
 	if rerr == nil {
@@ -109,7 +114,7 @@ func (c *ObjectsMatchCheck) compareResource(ctx context.Context, cl *veleroClust
 	mc := &matchCount{}
 	res.per[want.String()] = mc
 	// The items of this resource, by target namespace, in name order.
-	byNS := map[string][]BackupItem{}
+	byNS := map[string][]velero.Item{}
 	resolvedAs := map[string]bool{}
 	for _, it := range t.Items {
 		is, ok := resolvedAs[it.Resource]
@@ -147,7 +152,7 @@ func (c *ObjectsMatchCheck) compareResource(ctx context.Context, cl *veleroClust
 	}
 	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
 		items := byNS[ns]
-		slices.SortFunc(items, func(a, b BackupItem) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(items, func(a, b velero.Item) int { return strings.Compare(a.Name, b.Name) })
 		var restored map[string]*unstructured.Unstructured
 		if rerr == nil {
 			var err error
@@ -201,7 +206,7 @@ var (
 // (the target's controller made its own before the restore, which leaves it alone), the Endpoints
 // of a Service with a selector, and EndpointSlices the endpointslice controller manages (both
 // list the addresses of the new Pods).
-func derivedObject(it BackupItem, gr schema.GroupResource, selectors map[string]bool) bool {
+func derivedObject(it velero.Item, gr schema.GroupResource, selectors map[string]bool) bool {
 	switch gr {
 	case grConfigMaps:
 		return it.Name == rootCAConfigMap
@@ -230,7 +235,7 @@ func servicesWithSelector(t *VeleroTarget) map[string]bool {
 
 // list reads one resource of one namespace, in the version of the backed-up items when the target
 // serves it (so that no conversion shows as a difference).
-func (c *ObjectsMatchCheck) list(ctx context.Context, cl *veleroCluster, r resolved, items []BackupItem, ns string) (map[string]*unstructured.Unstructured, error) {
+func (c *ObjectsMatchCheck) list(ctx context.Context, cl *Cluster, r resolved, items []velero.Item, ns string) (map[string]*unstructured.Unstructured, error) {
 	gvr := r.gvr
 	if len(items) > 0 && items[0].Object != nil {
 		if gv, err := schema.ParseGroupVersion(items[0].Object.GetAPIVersion()); err == nil && gv.Group == gvr.Group && gv.Version != gvr.Version {
@@ -242,7 +247,7 @@ func (c *ObjectsMatchCheck) list(ctx context.Context, cl *veleroCluster, r resol
 	out := make(map[string]*unstructured.Unstructured, len(items))
 	opts := metav1.ListOptions{Limit: c.pageSize}
 	for {
-		l, err := cl.dyn.Resource(gvr).Namespace(ns).List(ctx, opts)
+		l, err := cl.Dynamic.Resource(gvr).Namespace(ns).List(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -257,7 +262,7 @@ func (c *ObjectsMatchCheck) list(ctx context.Context, cl *veleroCluster, r resol
 }
 
 // kindLabel names the kind of an object in a message: "configmap", "deployment".
-func kindLabel(it BackupItem, gk schema.GroupKind) string {
+func kindLabel(it velero.Item, gk schema.GroupKind) string {
 	k := gk.Kind
 	if k == "" && it.Object != nil {
 		k = it.Object.GetKind()
@@ -292,7 +297,7 @@ func (res *matchResult) evidence(ev map[string]any) {
 	}
 }
 
-func (res *matchResult) judge(ev map[string]any, resources []string) Outcome {
+func (res *matchResult) judge(ev map[string]any, resources []string, lenient bool) Outcome {
 	var problems, notes []string
 	if res.total.Differing > 0 {
 		problems = append(problems, fmt.Sprintf("%d of %d restored objects differ from the backup: %s",
@@ -322,6 +327,17 @@ func (res *matchResult) judge(ev map[string]any, resources []string) Outcome {
 	}
 	if res.total.Compared == 0 {
 		return failedOutcome(ev, "%s", strings.Join(append([]string{fmt.Sprintf("the backup holds no %s to compare: nothing to prove (choose resources it holds in objectsMatch.resources)", strings.Join(resources, ", "))}, notes...), "; "))
+	}
+	// Each resource asked for must have been compared: one of which nothing was would otherwise
+	// pass on nothing beside the others.
+	var empty []string
+	for _, r := range slices.Sorted(maps.Keys(res.per)) {
+		if res.per[r].Compared == 0 {
+			empty = append(empty, r)
+		}
+	}
+	if len(empty) > 0 && !lenient {
+		return failedOutcome(ev, "%s", strings.Join(append([]string{fmt.Sprintf("the backup holds no %s to compare: nothing proves they came back (remove them from objectsMatch.resources if the application has none)", strings.Join(empty, ", "))}, notes...), "; "))
 	}
 	var per []string
 	for _, r := range slices.Sorted(maps.Keys(res.per)) {

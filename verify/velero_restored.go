@@ -9,11 +9,13 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	"github.com/firedrill-dev/firedrill/snapshot/velero"
 )
 
 // ObjectsRestoredCheck proves that every object of the backup that the restore should bring back
@@ -68,18 +70,18 @@ func (n *namespaceObjects) has(gk schema.GroupKind, name string) bool {
 // no object bodies, no Secret data) and looks each backed-up item up.
 func (c *ObjectsRestoredCheck) Run(ctx context.Context, t *VeleroTarget) Outcome {
 	ev := map[string]any{}
-	if t.Config == nil {
+	if t.Cluster == nil {
 		return noTarget(ev)
 	}
 	namespaces := targetNamespaces(t)
 	ev["namespaces"] = namespaceEvidence(t)
-	cl, err := connectVelero(ctx, t)
-	if err != nil {
+	cl := t.Cluster
+	if err := cl.discover(ctx); err != nil {
 		return unreachable(ev, t, err)
 	}
 	exists := map[string]bool{}
 	for _, ns := range namespaces {
-		_, err := cl.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		_, err := cl.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		switch {
 		case err == nil:
 			exists[ns] = true
@@ -93,7 +95,37 @@ func (c *ObjectsRestoredCheck) Run(ctx context.Context, t *VeleroTarget) Outcome
 	}
 	tl := c.tally(cl, t, exists, present, listErrs)
 	tl.evidence(ev)
-	return tl.judge(ev, namespaces)
+	out := tl.judge(ev, namespaces)
+	// What the backup silently left out would pass the comparison above: compare it with the
+	// live source too, when the source and the backup's start are known.
+	if t.Source == nil || t.Backup == nil || t.Backup.Started.IsZero() {
+		return out
+	}
+	gap, err := compareWithSource(ctx, t, c.workers)
+	switch {
+	case err != nil:
+		return errorOutcome(ev, "%s; but the backup could not be compared with the live source: %v", out.Message, err)
+	case gap.Missing > 0:
+		ev["source"] = gap
+		return failedOutcome(ev, "%s; and %s", gap.message(), out.Message)
+	}
+	ev["source"] = gap
+	note := fmt.Sprintf("the backup holds all %d objects that were in the source before it started", gap.Compared)
+	if gap.Newer > 0 {
+		note += fmt.Sprintf(" (%d created since are not counted)", gap.Newer)
+	}
+	if gap.ExcludedByLabel > 0 {
+		note += fmt.Sprintf("; %d are labelled %s=true and left out by design: %s", gap.ExcludedByLabel, excludeFromBackupLabel, listed(gap.LabelExcluded, gap.ExcludedByLabel))
+	}
+	if len(gap.NotListable) > 0 {
+		note += fmt.Sprintf("; not compared, firedrill may not list them in the source: %s", strings.Join(gap.NotListable, ", "))
+	}
+	if len(gap.ListErrors) > 0 {
+		return errorOutcome(ev, "%s; %s; but some source resources could not be listed: %v", out.Message, note, gap.ListErrors)
+	}
+	out.Message += "; " + note
+	out.Evidence = ev
+	return out
 }
 
 // namespaceEvidence maps each backed-up namespace to the namespace it was restored into.
@@ -112,7 +144,7 @@ func namespaceEvidence(t *VeleroTarget) map[string]string {
 
 // listAll lists every namespaced resource (events aside) in every namespace, a few requests at a
 // time. Errors are per "resource namespace".
-func (c *ObjectsRestoredCheck) listAll(ctx context.Context, cl *veleroCluster, namespaces []string) (map[string]*namespaceObjects, map[schema.GroupKind]string) {
+func (c *ObjectsRestoredCheck) listAll(ctx context.Context, cl *Cluster, namespaces []string) (map[string]*namespaceObjects, map[schema.GroupKind]string) {
 	present := map[string]*namespaceObjects{}
 	for _, ns := range namespaces {
 		present[ns] = &namespaceObjects{byKind: map[schema.GroupKind]map[string]presentObject{}, uids: map[types.UID]bool{}}
@@ -152,11 +184,11 @@ func (c *ObjectsRestoredCheck) listAll(ctx context.Context, cl *veleroCluster, n
 	return present, errs
 }
 
-func listMetadata(ctx context.Context, cl *veleroCluster, gvr schema.GroupVersionResource, ns string) (map[string]presentObject, error) {
+func listMetadata(ctx context.Context, cl *Cluster, gvr schema.GroupVersionResource, ns string) (map[string]presentObject, error) {
 	out := map[string]presentObject{}
 	opts := metav1.ListOptions{Limit: listPage}
 	for {
-		l, err := cl.meta.Resource(gvr).Namespace(ns).List(ctx, opts)
+		l, err := cl.Metadata.Resource(gvr).Namespace(ns).List(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -180,7 +212,7 @@ type restoredTally struct {
 	listErrs  map[string]string
 }
 
-func (c *ObjectsRestoredCheck) tally(cl *veleroCluster, t *VeleroTarget, exists map[string]bool, present map[string]*namespaceObjects, listErrs map[schema.GroupKind]string) *restoredTally {
+func (c *ObjectsRestoredCheck) tally(cl *Cluster, t *VeleroTarget, exists map[string]bool, present map[string]*namespaceObjects, listErrs map[schema.GroupKind]string) *restoredTally {
 	tl := &restoredTally{per: map[string]*restoredCount{}, notRestored: map[string]int{}, unchecked: map[string]string{}, listErrs: map[string]string{}}
 	excluded := newExcludedSet(cl, t.ExcludedResources)
 	count := func(resource string) *restoredCount {
@@ -205,7 +237,7 @@ func (c *ObjectsRestoredCheck) tally(cl *veleroCluster, t *VeleroTarget, exists 
 	}
 
 	items := slices.Clone(t.Items)
-	slices.SortFunc(items, func(a, b BackupItem) int {
+	slices.SortFunc(items, func(a, b velero.Item) int {
 		return cmp.Or(strings.Compare(a.Resource, b.Resource), strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
 	for _, it := range items {
@@ -303,7 +335,7 @@ func (c *ObjectsRestoredCheck) tally(cl *veleroCluster, t *VeleroTarget, exists 
 
 // replacedByController says whether a backed-up item's controller exists in the target namespace
 // (rule 7 of velero_skip.go).
-func replacedByController(it BackupItem, n *namespaceObjects) bool {
+func replacedByController(it velero.Item, n *namespaceObjects) bool {
 	if it.Object == nil || n == nil {
 		return false
 	}

@@ -4,14 +4,16 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/firedrill-dev/firedrill/snapshot/velero"
 )
 
 // What a Velero restore leaves out by design, and so what objectsRestored does not call missing.
 // The rules, exactly, with where Velero (v1.18) decides them:
 //
 //  1. clusterScoped: items without a namespace, except namespaces themselves. firedrill restores
-//     into scratch namespaces with cluster-scoped resources excluded (DESIGN.md, safety rule 3).
-//     A backed-up Namespace counts as restored when its mapped namespace exists.
+//     into scratch namespaces with cluster-scoped resources excluded (docs/architecture.md,
+//     safety rule 3). A backed-up Namespace counts as restored when its mapped namespace exists.
 //  2. excluded: items of VeleroTarget.ExcludedResources (the isolation's exclusions), matched as
 //     Velero names them and as the resource the name resolves to; "*" excludes everything.
 //  3. neverRestored: Velero's nonRestorableResources, added to every restore's excluded resources
@@ -95,7 +97,7 @@ const (
 
 // notRestoredReason says why Velero did not restore a backed-up item (rules 1 to 6), or "" when
 // it should be in the target.
-func notRestoredReason(it BackupItem, gr schema.GroupResource, excluded excludedSet) string {
+func notRestoredReason(it velero.Item, gr schema.GroupResource, excluded excludedSet) string {
 	switch {
 	case veleroNonRestorable[gr]:
 		return skipNeverRestored

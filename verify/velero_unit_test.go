@@ -8,9 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
+	"github.com/firedrill-dev/firedrill/snapshot/velero"
 )
 
 // obj builds an unstructured object from nested maps, as JSON decoding makes them.
@@ -143,12 +145,12 @@ func TestDiffObjects(t *testing.T) {
 
 func TestNotRestoredReason(t *testing.T) {
 	t.Parallel()
-	item := func(resource, ns, name string, o map[string]any) BackupItem {
-		return BackupItem{Resource: resource, Namespace: ns, Name: name, Object: &unstructured.Unstructured{Object: o}}
+	item := func(resource, ns, name string, o map[string]any) velero.Item {
+		return velero.Item{Resource: resource, Namespace: ns, Name: name, Object: &unstructured.Unstructured{Object: o}}
 	}
 	excluded := newExcludedSet(nil, []string{"ingresses.networking.k8s.io"})
 	for _, tc := range []struct {
-		it   BackupItem
+		it   velero.Item
 		want string
 	}{
 		{item("configmaps", "shop", "c", map[string]any{}), ""},
@@ -174,7 +176,7 @@ func TestNotRestoredReason(t *testing.T) {
 
 func TestNewVeleroChecks(t *testing.T) {
 	t.Parallel()
-	checks, err := NewVeleroChecks("shop", []scenarios.Check{
+	checks, err := NewVeleroChecks([]scenarios.Check{
 		{ObjectsRestored: &scenarios.ObjectsRestoredCheck{}},
 		{Name: "config", ObjectsMatch: &scenarios.ObjectsMatchCheck{}},
 		{WorkloadsReady: &scenarios.WorkloadsReadyCheck{}},
@@ -200,7 +202,7 @@ func TestNewVeleroChecks(t *testing.T) {
 		t.Errorf("job default timeout: %v", j.timeout)
 	}
 
-	_, err = NewVeleroChecks("shop", []scenarios.Check{
+	_, err = NewVeleroChecks([]scenarios.Check{
 		{},
 		{ObjectsRestored: &scenarios.ObjectsRestoredCheck{}, Canary: &scenarios.CanaryCheck{}},
 		{Name: "integrity", EtcdIntegrity: &scenarios.EtcdIntegrityCheck{}},
@@ -211,7 +213,7 @@ func TestNewVeleroChecks(t *testing.T) {
 	if err == nil {
 		t.Fatal("want errors")
 	}
-	for _, want := range []string{"check 1: no check type set", "check 2: several check types", "check 3 (integrity): etcdIntegrity checks an etcd snapshot",
+	for _, want := range []string{"check 1: no check type set", "check 2: several check types", "check 3 (integrity): etcdIntegrity does not check a Velero backup",
 		"check 4: job.image is required", "check 5: canary.key", "check 6: objectsMatch.ignoreFields[0]"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
@@ -222,7 +224,7 @@ func TestNewVeleroChecks(t *testing.T) {
 // Without a restored cluster, or with one that does not answer, no check can be carried out.
 func TestVeleroChecksWithoutTarget(t *testing.T) {
 	t.Parallel()
-	checks, err := NewVeleroChecks("shop", []scenarios.Check{
+	checks, err := NewVeleroChecks([]scenarios.Check{
 		{ObjectsRestored: &scenarios.ObjectsRestoredCheck{}},
 		{ObjectsMatch: &scenarios.ObjectsMatchCheck{}},
 		{WorkloadsReady: &scenarios.WorkloadsReadyCheck{}},
@@ -237,7 +239,7 @@ func TestVeleroChecksWithoutTarget(t *testing.T) {
 			t.Errorf("%s without a cluster: want error, got %s: %s", c.Name(), o.Status, o.Message)
 		}
 		o = c.Run(context.Background(), &VeleroTarget{NamespaceMapping: mapping, Canaries: map[string]string{"shop": "n"},
-			Config: restConfigFor("https://" + freeAddr(t))})
+			Cluster: newTestCluster(t, restConfigFor("https://"+freeAddr(t)))})
 		if o.Status != StatusError {
 			t.Errorf("%s with an unreachable cluster: want error, got %s: %s", c.Name(), o.Status, o.Message)
 		}

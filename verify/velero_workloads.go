@@ -1,13 +1,13 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // WorkloadsReadyCheck waits until what was restored runs: Deployments, StatefulSets and
@@ -61,6 +63,9 @@ var workloadKinds = []string{"deployments", "statefulsets", "daemonsets", "pods"
 type blocker struct {
 	what     string
 	terminal bool // will not get better by waiting
+	// explain, when set, asks the cluster why (events, a crashed container's last log lines);
+	// called only for the blockers of the final verdict.
+	explain func(ctx context.Context, kube kubernetes.Interface) string
 }
 
 type workloadSurvey struct {
@@ -76,33 +81,33 @@ type pendingClaim struct {
 	blocker int
 }
 
-func (s *workloadSurvey) block(terminal bool, format string, args ...any) {
+func (s *workloadSurvey) block(terminal bool, format string, args ...any) *blocker {
 	s.blocking = append(s.blocking, blocker{what: fmt.Sprintf(format, args...), terminal: terminal})
+	return &s.blocking[len(s.blocking)-1]
 }
 
-func (s *workloadSurvey) terminal() bool {
+// terminal lists the blockers that will not get better by waiting.
+func (s *workloadSurvey) terminal() []string {
+	var out []string
 	for _, b := range s.blocking {
-		if !b.terminal {
-			return false
+		if b.terminal {
+			out = append(out, b.what)
 		}
 	}
-	return len(s.blocking) > 0
+	return out
 }
 
 // Run polls every target namespace, with backoff, until nothing blocks or the timeout is over.
 func (c *WorkloadsReadyCheck) Run(ctx context.Context, t *VeleroTarget) Outcome {
 	namespaces := targetNamespaces(t)
 	ev := map[string]any{"namespaces": namespaces, "timeout": c.timeout.String()}
-	if t.Config == nil {
+	if t.Cluster == nil {
 		return noTarget(ev)
 	}
 	if len(namespaces) == 0 {
 		return errorOutcome(ev, "no restored namespaces to check: the target names no namespace mapping and no namespaced items")
 	}
-	kube, err := kubernetes.NewForConfig(clientConfig(t))
-	if err != nil {
-		return errorOutcome(ev, "client of the restored cluster: %v", err)
-	}
+	kube := t.Cluster.Kube
 	var absent []string
 	for _, ns := range namespaces {
 		_, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
@@ -125,6 +130,7 @@ func (c *WorkloadsReadyCheck) Run(ctx context.Context, t *VeleroTarget) Outcome 
 	var last *workloadSurvey
 	var lastErr error
 	polls := 0
+	var wasTerminal []string
 	for {
 		s, err := c.survey(ctx, kube, namespaces, completed, sc)
 		polls++
@@ -133,9 +139,14 @@ func (c *WorkloadsReadyCheck) Run(ctx context.Context, t *VeleroTarget) Outcome 
 			if len(s.blocking) == 0 {
 				break
 			}
-			if s.terminal() {
+			// A blocker that will not get better (a Secret the restore did not bring back, an
+			// image the node does not have) ends the wait once a second poll sees it too: a
+			// kubelet can report one for a moment before its caches catch up.
+			term := s.terminal()
+			if len(term) > 0 && slices.Equal(term, wasTerminal) {
 				break
 			}
+			wasTerminal = term
 		} else {
 			lastErr = err
 		}
@@ -172,7 +183,7 @@ func (c *WorkloadsReadyCheck) Run(ctx context.Context, t *VeleroTarget) Outcome 
 	switch {
 	case ctx.Err() != nil:
 		return errorOutcome(ev, "interrupted after %s while waiting for workloads: %s", elapsed.Round(100*time.Millisecond), msg)
-	case last.terminal():
+	case len(last.terminal()) > 0:
 		return failedOutcome(ev, "%s", strings.Join(append([]string{"workloads failed: " + msg}, last.notes...), "; "))
 	}
 	return failedOutcome(ev, "%s", strings.Join(append([]string{fmt.Sprintf("not ready after %s: %s", c.timeout, msg)}, last.notes...), "; "))
@@ -334,9 +345,13 @@ func (s *workloadSurvey) daemonSet(ds *appsv1.DaemonSet, name string) {
 	}
 }
 
-// badWaiting are container waiting reasons that mean a Pod will not start by itself.
-var badWaiting = []string{"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
-	"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+// badWaiting are container waiting reasons that mean a Pod will not start by itself; those in
+// terminalWaiting will not change however long one waits (the check runs once the restore is done).
+var (
+	badWaiting = []string{"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName",
+		"ImageInspectError", "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+	terminalWaiting = []string{"CreateContainerConfigError", "ErrImageNeverPull", "InvalidImageName"}
+)
 
 func (s *workloadSurvey) pod(p *corev1.Pod, name string) {
 	rc := s.counts["pods"]
@@ -350,18 +365,76 @@ func (s *workloadSurvey) pod(p *corev1.Pod, name string) {
 		}
 	}
 	for _, cs := range slices.Concat(p.Status.InitContainerStatuses, p.Status.ContainerStatuses) {
-		if w := cs.State.Waiting; w != nil && slices.Contains(badWaiting, w.Reason) {
+		switch w, run := cs.State.Waiting, cs.State.Running; {
+		case w != nil && slices.Contains(badWaiting, w.Reason):
 			msg := ""
 			if w.Message != "" {
 				msg = ": " + w.Message
 			}
-			s.block(false, "pod %s: container %s: %s%s", name, cs.Name, w.Reason, msg)
+			if t := cs.LastTerminationState.Terminated; t != nil {
+				msg += fmt.Sprintf(" (last exit code %d%s)", t.ExitCode, prefixed(", ", t.Reason))
+			}
+			b := s.block(slices.Contains(terminalWaiting, w.Reason), "pod %s: container %s: %s%s", name, cs.Name, w.Reason, msg)
+			if cs.RestartCount > 0 {
+				b.explain = lastLogLines(p.Namespace, p.Name, cs.Name)
+			}
+		case run != nil && !cs.Ready && p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && !isInit(p, cs.Name):
+			// Running but not ready: a readiness probe that does not pass; the pod's events say why.
+			b := s.block(false, "pod %s: container %s running but not ready", name, cs.Name)
+			b.explain = lastWarning(p.Namespace, "Pod", p.Name)
 		}
 	}
 	if p.Status.Phase == corev1.PodFailed && metav1.GetControllerOf(p) == nil {
 		s.block(true, "pod %s: Failed (%s)", name, strings.TrimSpace(p.Status.Reason+" "+p.Status.Message))
 	}
 }
+
+func isInit(p *corev1.Pod, container string) bool {
+	return slices.ContainsFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == container })
+}
+
+func prefixed(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
+}
+
+// lastLogLines explains a crashing container by the last lines it wrote before it ended.
+func lastLogLines(ns, pod, container string) func(context.Context, kubernetes.Interface) string {
+	return func(ctx context.Context, kube kubernetes.Interface) string {
+		tail := int64(5)
+		b, err := kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Previous: true, TailLines: &tail, LimitBytes: ptrTo(int64(2048))}).DoRaw(ctx)
+		if err != nil || len(bytes.TrimSpace(b)) == 0 {
+			return ""
+		}
+		return "last log lines: " + strings.Join(strings.Fields(strings.ReplaceAll(string(b), "\n", " | ")), " ")
+	}
+}
+
+// lastWarning explains an object by its newest Warning event.
+func lastWarning(ns, kind, name string) func(context.Context, kubernetes.Interface) string {
+	return func(ctx context.Context, kube kubernetes.Interface) string {
+		evs, err := kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{
+			"involvedObject.kind": kind, "involvedObject.name": name}.String()})
+		if err != nil {
+			return ""
+		}
+		var last *corev1.Event
+		for i := range evs.Items {
+			e := &evs.Items[i]
+			if e.Type == corev1.EventTypeWarning && (last == nil || eventTime(e).After(eventTime(last))) {
+				last = e
+			}
+		}
+		if last == nil {
+			return ""
+		}
+		return last.Reason + ": " + strings.TrimSpace(last.Message)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 func podReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
@@ -445,6 +518,13 @@ func (s *workloadSurvey) evidence(ev map[string]any) {
 
 // diagnose says why each pending claim is not bound, in place of its bare phase.
 func (c *WorkloadsReadyCheck) diagnose(ctx context.Context, kube kubernetes.Interface, s *workloadSurvey, sc *storageClasses) {
+	for i := range s.blocking {
+		if b := &s.blocking[i]; b.explain != nil {
+			if why := b.explain(ctx, kube); why != "" {
+				b.what += " (" + why + ")"
+			}
+		}
+	}
 	for _, p := range s.pending {
 		if why := pvcWhy(ctx, kube, &p.pvc, sc); why != "" {
 			s.blocking[p.blocker].what += " (" + why + ")"
@@ -471,21 +551,7 @@ func pvcWhy(ctx context.Context, kube kubernetes.Interface, pvc *corev1.Persiste
 	case class == nil && pvc.Spec.StorageClassName == nil:
 		return "no StorageClass? the claim names none and the cluster has no default StorageClass"
 	}
-	evs, err := kube.CoreV1().Events(pvc.Namespace).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{
-		"involvedObject.kind": "PersistentVolumeClaim", "involvedObject.name": pvc.Name}.String()})
-	if err == nil {
-		var last *corev1.Event
-		for i := range evs.Items {
-			e := &evs.Items[i]
-			if e.Type == corev1.EventTypeWarning && (last == nil || eventTime(e).After(eventTime(last))) {
-				last = e
-			}
-		}
-		if last != nil {
-			return last.Reason + ": " + last.Message
-		}
-	}
-	return ""
+	return lastWarning(pvc.Namespace, "PersistentVolumeClaim", pvc.Name)(ctx, kube)
 }
 
 func eventTime(e *corev1.Event) time.Time {

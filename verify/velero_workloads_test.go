@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/scenarios"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // newNamespace creates a namespace of the test's own, deleted when the test ends.
@@ -62,14 +63,15 @@ func TestWorkloadsReadyNamesBlockers(t *testing.T) {
 			Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}}}, metav1.CreateOptions{})
 	must(t, err)
 
-	target := &VeleroTarget{Config: sb.RESTConfig(), NamespaceMapping: map[string]string{"app": ns}}
+	target := &VeleroTarget{Cluster: newTestCluster(t, sb.RESTConfig()), NamespaceMapping: map[string]string{"app": ns}}
 	o := NewWorkloadsReadyCheck("", scenarios.WorkloadsReadyCheck{Timeout: scenarios.Duration{Duration: 8 * time.Second}}).Run(ctx, target)
 	t.Logf("%s: %s", o.Status, o.Message)
 	if o.Status != StatusFailed {
 		t.Fatalf("want failed, got %s", o.Status)
 	}
 	for _, want := range []string{
-		"not ready after 8s", "deployment stuck: 0/1 available",
+		// A failed Job will not get better: the wait ends before the timeout.
+		"workloads failed: ", "deployment stuck: 0/1 available",
 		"pod stuck-", "unschedulable: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector",
 		"pvc cache: Pending (StorageClass fast does not exist)",
 		"job once: failed (DeadlineExceeded: ",
@@ -90,12 +92,12 @@ func TestWorkloadsReadyNamesBlockers(t *testing.T) {
 			t.Errorf("%s: want %v/%v ready, got %v", kind, want[0], want[1], k)
 		}
 	}
-	if ev["seconds"].(float64) < 8 || len(ev["blocking"].([]any)) != 4 {
+	if ev["seconds"].(float64) >= 8 || len(ev["blocking"].([]any)) != 4 {
 		t.Errorf("evidence: %v", ev)
 	}
 
 	// A namespace the restore did not create is a failure of its own.
-	o = NewWorkloadsReadyCheck("", scenarios.WorkloadsReadyCheck{}).Run(ctx, &VeleroTarget{Config: sb.RESTConfig(), NamespaceMapping: map[string]string{"app": ns + "-gone"}})
+	o = NewWorkloadsReadyCheck("", scenarios.WorkloadsReadyCheck{}).Run(ctx, &VeleroTarget{Cluster: newTestCluster(t, sb.RESTConfig()), NamespaceMapping: map[string]string{"app": ns + "-gone"}})
 	if o.Status != StatusFailed || !strings.Contains(o.Message, "restored namespaces do not exist: "+ns+"-gone") {
 		t.Errorf("missing namespace: got %s: %s", o.Status, o.Message)
 	}
@@ -115,7 +117,7 @@ func TestWorkloadsReadyWaits(t *testing.T) {
 	_, err = cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("data", nil), metav1.CreateOptions{})
 	must(t, err)
 	o := NewWorkloadsReadyCheck("", scenarios.WorkloadsReadyCheck{Timeout: scenarios.Duration{Duration: time.Minute}}).
-		Run(ctx, &VeleroTarget{Config: sb.RESTConfig(), NamespaceMapping: map[string]string{"app": ns}})
+		Run(ctx, &VeleroTarget{Cluster: newTestCluster(t, sb.RESTConfig()), NamespaceMapping: map[string]string{"app": ns}})
 	t.Logf("%s: %s", o.Status, o.Message)
 	ev := evidenceJSON(t, o)
 	if o.Status != StatusPassed || !strings.Contains(o.Message, "1/1 deployments, 3/3 pods, 1/1 persistentvolumeclaims") {

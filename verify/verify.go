@@ -9,6 +9,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/client-go/rest"
+
+	etcdsnap "github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
 // Status of a check. The values are the same words the run record uses.
@@ -29,25 +31,6 @@ type Outcome struct {
 	Evidence map[string]any
 }
 
-// SnapshotReport is what is known about the snapshot file before it is restored; the snapshot
-// driver fills it, the etcdIntegrity check judges it.
-type SnapshotReport struct {
-	Path      string
-	SizeBytes int64
-	SHA256    string // of the whole file, hex
-	// HasHash: etcd's SHA-256 of the database is appended (snapshots from Maintenance.Snapshot
-	// have it; a raw copy of member/snap/db does not).
-	HasHash bool
-	// HashMatches: the appended hash equals the hash of the database part.
-	HashMatches bool
-	// Readable: etcd's storage (bbolt) opened the database and its consistency check passed.
-	Readable  bool
-	ReadError string
-	Revision  int64
-	TotalKeys int
-	Version   string // storage version, empty before etcd 3.6
-}
-
 // Canary is a key the drill wrote to the live etcd just before taking the snapshot.
 type Canary struct {
 	Key       string
@@ -61,7 +44,7 @@ type EtcdTarget struct {
 	// Snapshot is the file that was restored. etcdObjectsDecode reads the data from Snapshot.Path
 	// when set (the file must still be there), which costs far less than asking the restored etcd;
 	// it does not open a file the report says is damaged (hash mismatch, ReadError).
-	Snapshot SnapshotReport
+	Snapshot etcdsnap.Report
 	// Restored is a client of the scratch etcd holding the restored snapshot. Nil when the restore
 	// did not happen.
 	Restored *clientv3.Client
@@ -81,9 +64,12 @@ type EtcdTarget struct {
 	EncryptionConfig string
 }
 
-// EtcdCheck is one check of a restored etcd snapshot.
-type EtcdCheck interface {
+// Check is one check of a restored backup whose target is of type T.
+type Check[T any] interface {
 	Name() string
 	Type() string
-	Run(ctx context.Context, t *EtcdTarget) Outcome
+	Run(ctx context.Context, t T) Outcome
 }
+
+// EtcdCheck is one check of a restored etcd snapshot.
+type EtcdCheck = Check[*EtcdTarget]

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 	"github.com/firedrill-dev/firedrill/snapshot/etcd"
@@ -74,7 +75,7 @@ func TestRunPlanHistoryShow(t *testing.T) {
 	if run.code != 0 {
 		t.Fatalf("run: exit %d\n%s\n%s", run.code, run.stdout, run.stderr)
 	}
-	// The record's JSON is a documented interface: check the fields DESIGN.md promises.
+	// The record's JSON is a documented interface (docs/history.md): check the fields it promises.
 	var rec map[string]any
 	if err := json.Unmarshal([]byte(run.stdout), &rec); err != nil {
 		t.Fatalf("run -o json: %v\n%s", err, run.stdout)
@@ -276,7 +277,7 @@ spec:
 	cmd := exec.Command(firedrillBin, "run", file)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout bytes.Buffer
-	stderr := &lockedBuffer{}
+	stderr := &testkit.Buffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -315,23 +316,6 @@ spec:
 	if r, err := c.Get(context.Background(), "/firedrill/canary/slow"); err != nil || r.Count != 0 {
 		t.Errorf("canary left behind: %v %v", r, err)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestSnapshotAndRestoreEtcdCommands(t *testing.T) {

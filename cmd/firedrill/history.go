@@ -65,7 +65,7 @@ func (a *app) historyCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(a.historyVerifyCmd())
+	cmd.AddCommand(a.historyVerifyCmd(), a.historyPruneCmd())
 	fl := cmd.Flags()
 	fl.StringVar(&historyFlag, "history", "", "history database (default: $FIREDRILL_HISTORY, else ~/.local/share/firedrill/history.db)")
 	fl.StringVar(&scenario, "scenario", "", "only runs of this scenario")

@@ -18,6 +18,7 @@ import (
 	"github.com/firedrill-dev/firedrill/drill/chain"
 	"github.com/firedrill-dev/firedrill/drill/history"
 	"github.com/firedrill-dev/firedrill/internal/pgtest"
+	"github.com/firedrill-dev/firedrill/report"
 )
 
 // tamperDB is raw access to a history's database, behind firedrill's back.
@@ -128,15 +129,21 @@ func forge(t *testing.T, r drill.Record, id, prev string) (drill.Record, string)
 	return r, string(raw)
 }
 
-// insertRow inserts a run row with the given seq and record, as firedrill would have.
+// insertRow inserts a run row with the given seq and record, as firedrill would have: every
+// column that copies a field of the record agrees with it.
 func (db tamperDB) insertRow(t *testing.T, seq int64, r drill.Record, raw string) {
 	t.Helper()
+	const layout = "2006-01-02T15:04:05.000000000Z07:00"
+	var args []string
+	for i := range 13 {
+		args = append(args, db.bind(i+1))
+	}
 	q := fmt.Sprintf(`INSERT INTO runs (id, seq, scenario, trigger, operator, result, message, started_at, finished_at,
-		heartbeat_at, runner_host, runner_pid, runner_start_ticks, prev_hash, hash, signature, record)
-		VALUES (%s, %s, %s, 'manual', 'me@host', 'passed', 'forged', '2026-11-02T03:00:00.000000000Z', '2026-11-02T03:01:00.000000000Z',
-		'2026-11-02T03:01:00.000000000Z', 'h', 1, 0, %s, %s, '', `+db.fromText+`)`,
-		db.bind(1), db.bind(2), db.bind(3), db.bind(4), db.bind(5), db.bind(6))
-	db.exec(t, q, r.ID, seq, r.Scenario, r.PrevHash, r.Hash, raw)
+		rto_seconds, heartbeat_at, runner_host, runner_pid, runner_start_ticks, prev_hash, hash, signature, record)
+		VALUES (%s, '2026-11-02T03:01:00.000000000Z', 'h', 1, 0, %s, %s, '', `+db.fromText+`)`,
+		strings.Join(args[:10], ", "), args[10], args[11], args[12])
+	db.exec(t, q, r.ID, seq, r.Scenario, r.Trigger, r.Operator, string(r.Result), r.Message, r.StartedAt.UTC().Format(layout),
+		r.FinishedAt.UTC().Format(layout), *r.RTOSeconds, r.PrevHash, r.Hash, raw)
 }
 
 // runTamperSuite tampers with a fresh history for each case, directly in its database, and
@@ -218,6 +225,15 @@ func runTamperSuite(t *testing.T, newHistory func(t *testing.T) (dsn string, db 
 			if res.code != 1 || !strings.Contains(res.stdout, want) || !strings.Contains(res.stdout, "): "+tc.want+": ") {
 				t.Errorf("exit %d, want 1 and %q ... %q\n%s%s", res.code, want, tc.want, res.stdout, res.stderr)
 			}
+			// A report states the same verification, word for word, and exits 1 too.
+			out := filepath.Join(t.TempDir(), "report.json")
+			rep := inProcess(append([]string{"report", "--history", dsn, "--format", "json", "--out", out}, args...)...)
+			var doc struct{ Summary report.Summary }
+			b, _ := os.ReadFile(out)
+			if err := json.Unmarshal(b, &doc); err != nil || rep.code != 1 || doc.Summary.Integrity.Intact ||
+				doc.Summary.Integrity.Message != strings.TrimSpace(res.stdout) {
+				t.Errorf("report: exit %d, %v, integrity %q, verify said %q\n%s", rep.code, err, doc.Summary.Integrity.Message, res.stdout, rep.stderr)
+			}
 		})
 	}
 }
@@ -250,11 +266,11 @@ func TestHistoryVerifyJSONAndEmpty(t *testing.T) {
 	}
 	recs := seedHistory(t, path, 3, "")
 	res := verifyHistory(path, "-o", "json")
-	var v verifyResult
+	var v history.Verification
 	if err := json.Unmarshal([]byte(res.stdout), &v); err != nil || res.code != 0 {
 		t.Fatalf("exit %d: %v\n%s", res.code, err, res.stdout)
 	}
-	if !v.Intact || v.Records != 3 || v.ChainHead != recs[2].Hash || v.SignaturesChecked || v.Broken != nil {
+	if !v.Intact || v.Records != 3 || v.ChainHead != recs[2].Hash || v.SignaturesChecked || v.Break != nil {
 		t.Errorf("%+v", v)
 	}
 	if recs[0].PrevHash != chain.Genesis || recs[1].PrevHash != recs[0].Hash {

@@ -22,7 +22,7 @@ Give the private key to the runners (--signing-key or FIREDRILL_SIGNING_KEY): ev
 finish from then on is signed. Give the public key to auditors: 'firedrill history verify
 --public-key' then checks every signature. See docs/history.md.`,
 		Example: `  firedrill keygen --out /etc/firedrill/keys
-  firedrill run --signing-key /etc/firedrill/keys/firedrill-signing.key drills/
+  firedrill run --signing-key /etc/firedrill/keys/firedrill-signing.key scenarios/examples/minimal.yaml
   firedrill history verify --public-key /etc/firedrill/keys/firedrill-signing.pub`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

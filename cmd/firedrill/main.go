@@ -35,7 +35,9 @@ func run() int {
 		os.Exit(exitInterrupted)
 	}()
 	quietLibraries()
-	return execute(ctx, newApp(os.Stdin, os.Stdout, os.Stderr, os.Getenv), os.Args[1:])
+	a := newApp(os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	a.prog = programName(os.Args[0])
+	return execute(ctx, a, os.Args[1:])
 }
 
 // quietLibraries keeps client-go's and the apiserver libraries' log lines (deprecation warnings

@@ -25,10 +25,12 @@ func (a *app) planCmd() *cobra.Command {
 		Short: "Show what a drill would back up, restore where, isolate how and check how — changing nothing",
 		Long: `Describes the drill of SCENARIO without running it, and runs its preflight: the read-only
 checks that the sources answer and the tools exist. Nothing is written anywhere; the plan lists
-what a run would write outside its scratch target (such as the canary key).`,
-		Example: `  firedrill plan scenarios/examples/etcd-take.yaml
+what a run would write outside its scratch target (such as the canary key). For latestFrom the
+preflight lists the candidate backups and shows which one it chose, and how (with --seed, the one a
+run with that seed would choose).`,
+		Example: `  firedrill plan scenarios/examples/control-plane-etcd.yaml
   firedrill plan control-plane-etcd --scenarios /etc/firedrill/scenarios -o json
-  firedrill plan drill.yaml --offline    # no connections at all`,
+  firedrill plan scenarios/examples/minimal.yaml --offline    # no connections at all`,
 		Args: exactArgs(1, "one SCENARIO"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			scs, err := a.loadScenarios(args, f.scenariosDir)
@@ -39,19 +41,28 @@ what a run would write outside its scratch target (such as the canary key).`,
 				return usagef("", "plan takes one scenario; %s holds %d", args[0], len(scs))
 			}
 			sc := scs[0]
-			d, err := a.newDriver(sc, f)
-			if err != nil {
+			drivers := a.drivers(f)
+			if err := drivers.Check(sc); err != nil {
 				return usagef("", "%v", err)
+			}
+			dir, err := os.MkdirTemp("", "firedrill-plan-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			r, err := drivers.For(sc).NewRun(sc, &drill.RunContext{ID: "plan", Scenario: sc, Progress: drill.NopProgress{}, WorkDir: dir, Seed: f.seed.v})
+			if err != nil {
+				return usagef("", "scenario %s: %v", sc.Metadata.Name, err)
 			}
 			// The preflight comes first: it finds what a plan should name (the backup chosen).
 			preflight, preErr := "skipped (--offline)", error(nil)
 			if !offline {
-				preflight, preErr = "ok", preflightOnly(cmd.Context(), d, sc.Metadata.Name)
+				preflight, preErr = "ok", preflightOnly(cmd.Context(), r)
 				if preErr != nil {
 					preflight = preErr.Error()
 				}
 			}
-			out := planOutput{Plan: d.Plan(), Preflight: preflight}
+			out := planOutput{Plan: drill.PlanOf(sc, r), Preflight: preflight}
 			if err := a.print(out, func(p printer) { printPlan(p, sc.Path, out) }); err != nil {
 				return err
 			}
@@ -69,16 +80,10 @@ what a run would write outside its scratch target (such as the canary key).`,
 	return cmd
 }
 
-// preflightOnly runs a driver's read-only preflight and releases what it opened.
-func preflightOnly(ctx context.Context, d drill.Driver, name string) error {
-	dir, err := os.MkdirTemp("", "firedrill-plan-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	rc := &drill.RunContext{ID: "plan", Progress: drill.NopProgress{}, WorkDir: dir}
-	err = d.Preflight(ctx, rc)
-	_ = d.Cleanup(context.WithoutCancel(ctx), rc, false)
+// preflightOnly runs a drill's read-only preflight and releases what it opened.
+func preflightOnly(ctx context.Context, r drill.Run) error {
+	err := r.Preflight(ctx)
+	_ = r.Cleanup(context.WithoutCancel(ctx), false)
 	return err
 }
 

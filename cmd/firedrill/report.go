@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/firedrill-dev/firedrill/coverage"
 	"github.com/firedrill-dev/firedrill/drill/chain"
+	"github.com/firedrill-dev/firedrill/drill/history"
 	"github.com/firedrill-dev/firedrill/report"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
@@ -23,6 +24,9 @@ import (
 // reportFlags are `firedrill report`'s flags.
 type reportFlags struct {
 	history, from, to, since, scenario, selector, format, out, bundle, publicKey, scenarios string
+	// coverage adds the section "not restore-tested in the period" (discovery as `coverage`).
+	coverage      bool
+	coverageFlags coverageFlags
 }
 
 func (a *app) reportCmd() *cobra.Command {
@@ -31,21 +35,31 @@ func (a *app) reportCmd() *cobra.Command {
 		Use:   "report",
 		Short: "Report the drills of a period for auditors: HTML, JSON, JUnit, Markdown or CSV",
 		Long: `Reports which drills ran in a period, on what, with what result, whether they met their
-recovery objectives, which controls they evidence, and whether the history is intact (its hash
-chain is verified over every record as the report is made). See docs/reports.md.
+recovery objectives, which controls they evidence, and whether the history is intact (verified
+over every record as the report is made: the check 'firedrill history verify' makes). See
+docs/reports.md.
 
-Formats: html (one self-contained page that also prints), json (records and summary; schema in
-docs/reports.md), junit (a testsuite per scenario, a testcase per check), markdown, csv (a row per
-run). --bundle writes a tar.gz for an auditor: report.html, report.json, records.jsonl (the
+Formats: html (one self-contained page that also prints; it lists each scenario's last runs, its
+failures and its last success in full, and says where every run is), json (summary and every
+record; schema in docs/reports.md), junit (a testsuite per scenario, a testcase per check),
+markdown, csv (a row per run). --bundle writes a tar.gz for an auditor: report.html, report.json, records.jsonl (the
 records as stored), verify.txt and the public key.
 
 --from and --to take a date (2026-11-01, UTC; --to includes that whole day) or an RFC 3339 time;
 --since a duration back from now (30d, 12h). Controls come from the scenarios' annotation
 firedrill.dev/controls ("SOC2-A1.3,ISO27001-A.5.30"); with --scenarios (or FIREDRILL_SCENARIOS)
-scenarios and controls that never ran in the period are listed too.`,
+scenarios and controls that never ran in the period are listed too.
+
+--coverage opens the report with what was not restore-tested in the period: it discovers what
+there is to drill as 'firedrill coverage' does (the scenarios of --scenarios, the
+--kubeconfig/--context cluster) and lists the items no drill passed on in the period (without
+--from or --since: within their window), with the reasons and the exclusions.`,
 		Example: `  # the quarter, for the auditor
   firedrill report --from 2026-10-01 --to 2026-12-31 --out q4.html
-  firedrill report --since 90d --bundle q4-evidence.tar.gz --public-key firedrill-signing.pub
+  firedrill report --since 90d --bundle q4-evidence.tar.gz --public-key /etc/firedrill/keys/firedrill-signing.pub
+
+  # the quarter, opening with the backups that were not restore-tested in it
+  firedrill report --since 90d --coverage --scenarios /etc/firedrill/scenarios --context prod --out q4.html
 
   # last week's drills of one team as JUnit, for CI
   firedrill report --since 7d --label team=shop --format junit --out drills.xml`,
@@ -66,6 +80,8 @@ scenarios and controls that never ran in the period are listed too.`,
 	fl.StringVar(&f.bundle, "bundle", "", "write an evidence bundle (tar.gz) for an auditor to this file")
 	fl.StringVar(&f.publicKey, "public-key", "", "ed25519 public key: check every record's signature, and put the key in the bundle")
 	fl.StringVar(&f.scenarios, "scenarios", "", "scenario directory, to list scenarios and controls that did not run (default: $FIREDRILL_SCENARIOS)")
+	fl.BoolVar(&f.coverage, "coverage", false, "open the report with what was not restore-tested in the period (needs --scenarios; see 'firedrill coverage')")
+	f.coverageFlags.register(fl)
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(report.Formats, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -100,7 +116,20 @@ func (a *app) runReport(ctx context.Context, cmd *cobra.Command, f reportFlags) 
 	}
 	defer store.Close()
 	opts := report.Options{Scope: scope, Scenarios: infos, PublicKey: pub, VerifyCommand: verifyCommand(f)}
-	rep, err := report.New(ctx, store.WalkRaw, opts)
+	if f.coverage {
+		if opts.CoverageWithin, err = f.coverageFlags.window(); err != nil {
+			return err
+		}
+		scs, err := a.coverageScenarios(nil, f.scenarios)
+		if err != nil {
+			return err
+		}
+		opts.Coverage = coverage.Discover(ctx, scs, a.discovery(f.coverageFlags))
+		for _, p := range opts.Coverage.Problems {
+			fmt.Fprintf(a.err, "coverage is incomplete: %s\n", p)
+		}
+	}
+	rep, err := report.New(ctx, store, opts)
 	if err != nil {
 		return err
 	}
@@ -143,7 +172,7 @@ func integrityExit(in report.Integrity) error {
 	if in.Intact {
 		return nil
 	}
-	return &codedError{code: exitFailed, err: fmt.Errorf("the history's hash chain is broken: %s", in.Problem)}
+	return &codedError{code: exitFailed, err: fmt.Errorf("the history is tampered (its hash chain is broken, or a record or a column was edited): %s", in.Problem)}
 }
 
 // writeAtomically writes through a temporary file renamed into place, so that a failed report never
@@ -244,18 +273,11 @@ func (a *app) scenarioInfos(dir string) ([]report.ScenarioInfo, error) {
 func verifyCommand(f reportFlags) string {
 	parts := []string{"firedrill history verify"}
 	if f.history != "" {
+		// An absolute file path, since the command is run later, from anywhere; a URL without
+		// its password.
 		h := f.history
-		if p, ok := sqlitePath(h); ok {
-			if abs, err := filepath.Abs(p); err == nil {
-				h = abs // the command is run later, from anywhere
-			}
-		}
-		if u, err := url.Parse(h); err == nil && u.Scheme != "" && strings.Contains(h, "://") {
-			if q := u.Query(); q.Has("password") {
-				q.Set("password", "xxxxx")
-				u.RawQuery = q.Encode()
-			}
-			h = u.Redacted()
+		if loc, err := history.ParseLocation(h); err == nil {
+			h = loc.String()
 		}
 		parts = append(parts, "--history "+shellQuote(h))
 	}

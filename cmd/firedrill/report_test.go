@@ -6,10 +6,12 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +179,44 @@ func TestReportOfTamperedHistoryExits1(t *testing.T) {
 	b, _ := os.ReadFile(out)
 	if !bytes.Contains(b, []byte("TAMPERED.")) || !bytes.Contains(b, []byte(recs[2].ID)) {
 		t.Errorf("the report does not say the history is broken")
+	}
+}
+
+// TestEditedColumnIsTamperingForReportsToo edits only a column that copies a record's field
+// (the result, which `history --result` filters on) and leaves every record intact: `history
+// verify` exits 1 naming the run and the column, and the report, its bundle's verify.txt and
+// the JSON say the same and do not call the history intact.
+func TestEditedColumnIsTamperingForReportsToo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "history.db")
+	recs := seedHistory(t, path, 4, "")
+	sqliteTamper(t, path).exec(t, `UPDATE runs SET result = 'failed' WHERE seq = 3`)
+	named := fmt.Sprintf("record 3 of the chain (run %s, scenario %s): modified: column result is \"failed\", the record says \"passed\"", recs[2].ID, recs[2].Scenario)
+
+	res := verifyHistory(path)
+	if res.code != 1 || !strings.Contains(res.stdout, "TAMPERED: "+named) {
+		t.Errorf("history verify: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	html, bundle := filepath.Join(dir, "report.html"), filepath.Join(dir, "bundle.tar.gz")
+	rep := inProcess("report", "--history", path, "--out", html, "--bundle", bundle)
+	if rep.code != 1 || !strings.Contains(rep.stderr, named) {
+		t.Errorf("report: exit %d\n%s", rep.code, rep.stderr)
+	}
+	page, _ := os.ReadFile(html)
+	statement := regexp.MustCompile(`(?s)<p id="integrity-statement">(.*?)</p>`).FindSubmatch(page)
+	if statement == nil || !bytes.Contains(statement[1], []byte("TAMPERED.")) || bytes.Contains(statement[1], []byte("was intact")) ||
+		!bytes.Contains(statement[1], []byte(recs[2].ID)) || !bytes.Contains(statement[1], []byte("column result is")) {
+		t.Errorf("the page's integrity statement: %s", statement)
+	}
+	files := untar(t, bundle)
+	if v := files["verify.txt"]; !bytes.Contains(v, []byte("result:       TAMPERED")) || !bytes.Contains(v, []byte(recs[2].ID)) {
+		t.Errorf("verify.txt:\n%s", v)
+	}
+	var doc struct{ Summary report.Summary }
+	if err := json.Unmarshal(files["report.json"], &doc); err != nil || doc.Summary.Integrity.Intact || doc.Summary.Integrity.Break == nil ||
+		doc.Summary.Integrity.Break.Position != 3 || doc.Summary.Integrity.Message != strings.TrimSpace(res.stdout) {
+		t.Errorf("report.json: %v %+v", err, doc.Summary.Integrity)
 	}
 }
 

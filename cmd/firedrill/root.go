@@ -22,10 +22,13 @@ type app struct {
 	context    string
 	output     string
 	signingKey string // --signing-key: signs the records this process finishes
+
+	// prog is how the user called firedrill (programName): "kubectl firedrill" as a plugin.
+	prog string
 }
 
 func newApp(in io.Reader, out, errw io.Writer, getenv func(string) string) *app {
-	return &app{in: in, out: out, err: errw, getenv: getenv}
+	return &app{in: in, out: out, err: errw, getenv: getenv, prog: "firedrill"}
 }
 
 // outputFormats for -o; "table" is text, the word history listings use.
@@ -81,9 +84,13 @@ as evidence an auditor can trust.`,
 		a.serveCmd(),
 		a.keygenCmd(),
 		a.reportCmd(),
+		a.coverageCmd(),
 	)
 	// The exit codes close every help page: they are part of the interface.
 	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp + "\n")
+	if a.prog == pluginName {
+		renameForPlugin(root)
+	}
 	return root
 }
 
@@ -92,6 +99,9 @@ func execute(ctx context.Context, a *app, args []string) int {
 	root := a.rootCmd()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if a.prog == pluginName {
+		err = pluginError(err)
+	}
 	return exitCode(ctx, err, a.err)
 }
 

@@ -1,17 +1,22 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/drill/etcddrill"
 	"github.com/firedrill-dev/firedrill/drill/history"
+	"github.com/firedrill-dev/firedrill/drill/sample"
+	"github.com/firedrill-dev/firedrill/drill/velerodrill"
 	"github.com/firedrill-dev/firedrill/report"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
@@ -21,13 +26,38 @@ type drillFlags struct {
 	scenariosDir  string
 	kubeAPIServer string
 	binDir        string
+	probeImage    string
+	seed          seedFlag
 }
+
+// seedFlag is --seed: unset, or a seed that repeats a recorded random choice of the backup.
+type seedFlag struct{ v *uint64 }
+
+func (s *seedFlag) String() string {
+	if s.v == nil {
+		return ""
+	}
+	return strconv.FormatUint(*s.v, 10)
+}
+
+func (s *seedFlag) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > sample.MaxSeed {
+		return fmt.Errorf("want a whole number from 0 to %d, as a run record's backup.selection.seed", uint64(sample.MaxSeed))
+	}
+	s.v = &n
+	return nil
+}
+
+func (*seedFlag) Type() string { return "N" }
 
 func (f *drillFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.scenariosDir, "scenarios", "", "directory to look scenario names up in (default: $FIREDRILL_SCENARIOS)")
 	fl.StringVar(&f.kubeAPIServer, "kube-apiserver", "", "kube-apiserver binary for scratch control planes (overrides spec.restore.scratchEtcd.apiServer.binary)")
 	fl.StringVar(&f.binDir, "bin-dir", "", "where to look for component binaries before PATH (default: $FIREDRILL_BIN_DIR, next to firedrill, or ./bin)")
+	fl.Var(&f.seed, "seed", "repeat a recorded random choice of the backup (latestFrom select: random): the seed of a run record's backup.selection; it chooses the same backup while the candidates are the same (default: a fresh seed per run)")
+	fl.StringVar(&f.probeImage, "probe-image", "", "image of firedrill-probe, which http, tcp, isolation and volumeData checks run in short-lived pods (default: $FIREDRILL_PROBE_IMAGE, else "+velerodrill.DefaultProbeImage+")")
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -47,13 +77,16 @@ On a terminal a live line shows the current step, elapsed time and bytes streame
 progress comes as plain lines on stderr. The result goes to stdout: a summary, or with -o json
 the run record (an array when several scenarios ran).`,
 		Example: `  # drill the control plane's etcd as scenarios/examples says
-  firedrill run scenarios/examples/etcd-take.yaml
+  firedrill run scenarios/examples/control-plane-etcd.yaml
 
   # every scenario of a directory, as JSON for a pipeline
-  firedrill run ./drills -o json > results.json
+  firedrill run scenarios/examples -o json > results.json
 
   # by name, from a scenario directory
-  FIREDRILL_SCENARIOS=/etc/firedrill/scenarios firedrill run control-plane-etcd`,
+  FIREDRILL_SCENARIOS=/etc/firedrill/scenarios firedrill run control-plane-etcd
+
+  # repeat the random choice of a backup that a run record shows (backup.selection.seed)
+  firedrill run scenarios/examples/etcd-backups-dir.yaml --seed 4181102`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef("Run 'firedrill run --help' for usage.", "run needs at least one SCENARIO (a file, a directory or a name)")
@@ -65,9 +98,9 @@ the run record (an array when several scenarios ran).`,
 			if err != nil {
 				return err
 			}
-			drivers := make([]drill.Driver, len(scs))
-			for i, sc := range scs {
-				if drivers[i], err = a.newDriver(sc, f); err != nil {
+			drivers := a.drivers(f)
+			for _, sc := range scs {
+				if err := drivers.Check(sc); err != nil {
 					return usagef("", "%v", err)
 				}
 			}
@@ -82,14 +115,14 @@ the run record (an array when several scenarios ran).`,
 				recordErr error
 				refused   bool // a drill asked for something unsafe: exit 2, as for a bad scenario
 			)
-			for i, sc := range scs {
+			for _, sc := range scs {
 				label := ""
 				if len(scs) > 1 {
 					label = sc.Metadata.Name
 				}
 				p := newProgress(a.err, label)
-				runner := &drill.Runner{Recorder: store, Progress: p, Trigger: "manual", Operator: operator(), Runner: runnerInfo()}
-				rec, err := runner.Run(cmd.Context(), sc, drivers[i])
+				runner := &drill.Runner{Recorder: store, Progress: p, Trigger: "manual", Operator: operator(), Runner: runnerInfo(), Seed: f.seed.v}
+				rec, err := runner.Run(cmd.Context(), sc, drivers.For(sc))
 				p.Close()
 				recs = append(recs, rec)
 				switch {
@@ -199,34 +232,51 @@ func (a *app) loadScenarios(args []string, dir string) ([]*scenarios.Scenario, e
 }
 
 // newDriver picks the driver for a scenario's kind of backup.
-func (a *app) newDriver(sc *scenarios.Scenario, f drillFlags) (drill.Driver, error) {
-	switch {
-	case sc.Spec.Backup.Etcd != nil:
-		return drill.NewEtcdDriver(sc, drill.EtcdOptions{KubeAPIServer: f.kubeAPIServer, BinDir: f.binDir})
-	case sc.Spec.Backup.Velero != nil:
-		return drill.NewVeleroDriver(sc, drill.VeleroOptions{Kubeconfig: a.kubeconfig, Context: a.context})
+// drivers are the drill drivers this firedrill knows, set up with the operator's choices.
+func (a *app) drivers(f drillFlags) *drill.Registry {
+	return drill.NewRegistry(
+		etcddrill.New(etcddrill.Options{KubeAPIServer: f.kubeAPIServer, BinDir: f.binDir}),
+		velerodrill.New(velerodrill.Options{Kubeconfig: a.kubeconfig, Context: a.context, ProbeImage: cmp.Or(f.probeImage, a.getenv("FIREDRILL_PROBE_IMAGE"))}),
+	)
+}
+
+// historyLocation resolves --history: the flag, else $FIREDRILL_HISTORY, else the default file.
+func (a *app) historyLocation(flag string) (history.Location, error) {
+	loc, err := history.Locate(flag, a.getenv)
+	if errors.Is(err, history.ErrNoLocation) {
+		return loc, usagef("", "%v", err)
 	}
-	return nil, fmt.Errorf("scenario %s (%s): no backup kind this firedrill knows", sc.Metadata.Name, sc.Path)
+	return loc, err
+}
+
+// openStore opens the history for writing: what this process finishes is signed when a
+// signing key is configured (set before anything is finished). hint, when set, follows an
+// error of opening it.
+func (a *app) openStore(ctx context.Context, loc history.Location, hint string) (*history.Store, error) {
+	store, err := history.Open(ctx, loc.DSN)
+	if err != nil && hint != "" {
+		return nil, fmt.Errorf("%w\n%s", err, hint)
+	} else if err != nil {
+		return nil, err
+	}
+	if err := a.applySigner(store); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
 }
 
 // openHistory opens the run history and marks runs whose runner died as aborted.
 func (a *app) openHistory(cmd *cobra.Command, flag string) (*history.Store, error) {
-	dsn := flag
-	if dsn == "" {
-		dsn = history.DefaultPath(a.getenv)
-	}
-	if dsn == "" {
-		return nil, usagef("", "no history location: set --history, FIREDRILL_HISTORY or HOME")
-	}
-	store, err := history.Open(cmd.Context(), dsn)
+	loc, err := a.historyLocation(flag)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.applySigner(store); err != nil { // before MarkAbandoned, which finishes records too
-		store.Close()
+	store, err := a.openStore(cmd.Context(), loc, "")
+	if err != nil {
 		return nil, err
 	}
-	ids, err := store.MarkAbandoned(cmd.Context(), history.ProcessAlive, staleRunAfter)
+	ids, err := store.MarkAbandoned(cmd.Context(), history.ProcessAlive, history.StaleRunAfter)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -236,10 +286,6 @@ func (a *app) openHistory(cmd *cobra.Command, flag string) (*history.Store, erro
 	}
 	return store, nil
 }
-
-// staleRunAfter is how long a run of another host may go without a heartbeat before it counts as
-// abandoned; runners beat every 15s.
-const staleRunAfter = 2 * time.Minute
 
 func operator() string {
 	name := "unknown"

@@ -17,9 +17,10 @@ func (a *app) sandboxCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sandbox",
 		Short: "Run a local Kubernetes cluster from real components, to try firedrill or test against",
-		Long: `A sandbox is a real etcd, kube-apiserver, kube-controller-manager and kube-scheduler, kwok for
-simulated nodes and, with --velero, an S3 server and a Velero server: plain processes on loopback
-ports, built from pinned Go modules by 'make sandbox-bin'. No Docker is needed.`,
+		Long: `A sandbox is a real etcd, kube-apiserver, kube-controller-manager and kube-scheduler, a real
+node (kubelet, containerd, runc, a CNI bridge, kube-proxy) where the machine allows it, kwok for
+simulated nodes and, with --velero, an S3 server and a Velero server (with node-agent on the real
+node): plain processes, built from pinned Go modules by 'make sandbox-bin'. No Docker is needed.`,
 	}
 	cmd.AddCommand(a.sandboxUpCmd(), a.sandboxEnvCmd(), a.sandboxDownCmd())
 	return cmd
@@ -41,11 +42,15 @@ func (a *app) defaultSandboxDir() string {
 
 func (a *app) sandboxUpCmd() *cobra.Command {
 	var opts sandbox.Options
+	var nodes int
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a sandbox and return once every component is ready",
-		Example: `  # etcd, API server, controllers, scheduler and one kwok node
+		Example: `  # etcd, API server, controllers, scheduler and a real node (as root), else one kwok node
   firedrill sandbox up
+
+  # only simulated nodes: three kwok nodes, no root needed
+  firedrill sandbox up --real-node=false --nodes 3
 
   # also an S3 server and Velero with an Available backup location, in a chosen directory
   firedrill sandbox up --velero --dir /tmp/fd
@@ -53,12 +58,38 @@ func (a *app) sandboxUpCmd() *cobra.Command {
   kubectl get nodes`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if opts.Nodes < 1 {
-				return usagef("", "--nodes must be at least 1, got %d", opts.Nodes)
-			}
 			if opts.Dir == "" {
 				opts.Dir = a.defaultSandboxDir()
 			}
+			explicit := cmd.Flags().Changed("real-node")
+			if nodes == 0 && !(explicit && opts.RealNode) || nodes < -1 {
+				return usagef("", "--nodes must be at least 1, or 0 beside --real-node; got %d", nodes)
+			}
+			if opts.RealNode {
+				binDir := opts.BinDir
+				if binDir == "" {
+					binDir = sandbox.FindBinDir()
+				}
+				if err := sandbox.CanRunRealNode(binDir); err != nil {
+					if explicit {
+						return err
+					}
+					fmt.Fprintf(a.err, "%v.\nStarting a sandbox with simulated (kwok) nodes only.\n", err)
+					opts.RealNode = false
+				}
+			}
+			if opts.NetworkPolicy && !opts.RealNode {
+				return usagef("", "--network-policy needs the real node (--real-node)")
+			}
+			switch {
+			case nodes >= 0:
+				opts.Nodes = nodes
+			case opts.RealNode:
+				opts.Nodes = 0
+			default:
+				opts.Nodes = 1
+			}
+
 			if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 				return fmt.Errorf("create sandbox dir: %w", err)
 			}
@@ -67,6 +98,14 @@ func (a *app) sandboxUpCmd() *cobra.Command {
 			fmt.Fprintf(a.err, "Starting sandbox in %s ...\n", opts.Dir)
 			t0 := time.Now()
 			sb, err := sandbox.Start(cmd.Context(), opts)
+			if errors.Is(err, sandbox.ErrRealNodeBusy) && !explicit {
+				fmt.Fprintf(a.err, "%v.\nStarting a sandbox with simulated (kwok) nodes only.\n", err)
+				opts.RealNode, opts.NetworkPolicy = false, false
+				if nodes < 0 {
+					opts.Nodes = 1
+				}
+				sb, err = sandbox.Start(cmd.Context(), opts)
+			}
 			if err != nil {
 				return err
 			}
@@ -75,6 +114,9 @@ func (a *app) sandboxUpCmd() *cobra.Command {
 			return a.print(st, func(p printer) {
 				p("API server:  %s\n", st.APIServer)
 				p("etcd:        %s\n", strings.Join(st.EtcdEndpoints, ","))
+				if n := st.RealNode; n != nil {
+					p("Real node:   %s at %s, pods on %s; images %s\n", n.Name, n.IP, n.PodCIDR, strings.Join(n.Images, ", "))
+				}
 				if st.S3 != nil {
 					p("S3:          %s (bucket %s)\n", st.S3.URL, st.S3.Bucket)
 					p("Velero:      namespace %s, backup location %q Available\n", st.VeleroNamespace, sandbox.BackupStorageLocation)
@@ -88,7 +130,9 @@ func (a *app) sandboxUpCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.BoolVar(&opts.Velero, "velero", false, "also start an S3 server and a Velero server with an Available backup location")
-	f.IntVar(&opts.Nodes, "nodes", 1, "number of simulated (kwok) nodes")
+	f.BoolVar(&opts.RealNode, "real-node", true, "also run a real node (kubelet, containerd, runc) that runs pods: needs root; without the flag, on where the machine allows it")
+	f.BoolVar(&opts.NetworkPolicy, "network-policy", false, "enforce NetworkPolicy on the real node with kube-router's firewall (test sandboxes only)")
+	f.IntVar(&nodes, "nodes", -1, "number of simulated (kwok) nodes (default: 1, or 0 beside a real node)")
 	f.StringVar(&opts.Dir, "dir", "", "directory for the sandbox's data, logs and state (default: $FIREDRILL_SANDBOX_DIR or ~/.local/state/firedrill/sandbox)")
 	f.StringVar(&opts.BinDir, "bin-dir", "", "directory of the component binaries (default: $FIREDRILL_BIN_DIR, next to firedrill, or ./bin of the checkout)")
 	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 2*time.Minute, "how long to wait for each component to become ready")
@@ -128,7 +172,9 @@ func (a *app) sandboxDownCmd() *cobra.Command {
 		Use:   "down",
 		Short: "Stop every process a sandbox started, by the process groups it recorded",
 		Long: `Stops the sandbox recorded in --dir: each process group it started gets SIGTERM and, after 10s,
-SIGKILL. Processes are never looked up by name. Data and logs stay in the directory.`,
+SIGKILL. Processes are never looked up by name. A real node's pods are removed first, and the host
+is put back as it was before the node started: sysctls, firewall rules, the bridge, mounts,
+cgroups and the host paths its components insist on. Data and logs stay in the directory.`,
 		Example: `  firedrill sandbox down
   firedrill sandbox down --dir /tmp/fd`,
 		Args: noArgs,

@@ -37,7 +37,7 @@ func TestSandboxUpEnvDown(t *testing.T) {
 	dir := t.TempDir()
 	t.Cleanup(func() { firedrill(t, nil, "sandbox", "down", "--dir", dir) })
 
-	up := firedrill(t, nil, "sandbox", "up", "--velero", "--nodes", "2", "--dir", dir)
+	up := firedrill(t, nil, "sandbox", "up", "--real-node=false", "--velero", "--nodes", "2", "--dir", dir)
 	if up.code != 0 {
 		t.Fatalf("sandbox up: exit %d\n%s", up.code, up.stderr)
 	}
@@ -102,7 +102,7 @@ func TestSandboxUpInterruptedLeavesNothing(t *testing.T) {
 	t.Parallel()
 	needSandbox(t)
 	dir := t.TempDir()
-	cmd := exec.Command(firedrillBin, "sandbox", "up", "--dir", dir)
+	cmd := exec.Command(firedrillBin, "sandbox", "up", "--real-node=false", "--dir", dir)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {

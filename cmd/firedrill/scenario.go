@@ -37,11 +37,11 @@ certificates and keys, S3 credentials, encryption config) must exist.
 
 Exits 0 when every file is valid and 2 when any has a problem.`,
 		Example: `  # One file, and every scenario in a directory
-  firedrill scenario validate drills/shop-etcd.yaml
+  firedrill scenario validate scenarios/examples/minimal.yaml
   firedrill scenario validate scenarios/examples/
 
   # In CI: one JSON verdict per file
-  firedrill scenario validate -o json drills/ | jq '.[] | select(.valid == false)'`,
+  firedrill scenario validate -o json scenarios/examples/ | jq '.[] | select(.valid == false)'`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef(fmt.Sprintf("Run '%s --help' for usage.", cmd.CommandPath()), "%s takes one or more scenario files or directories", cmd.CommandPath())

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,22 +9,21 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 )
 
 // serveProc is one `firedrill serve` process started by a test.
 type serveProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testkit.Buffer
 	base   string // http://127.0.0.1:PORT
 	done   chan struct{}
 	err    error // of Wait, once done is closed
@@ -39,7 +37,7 @@ func startServe(t *testing.T, env []string, args ...string) *serveProc {
 	t.Helper()
 	cmd := exec.Command(firedrillBin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
-	p := &serveProc{t: t, cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &serveProc{t: t, cmd: cmd, stderr: &testkit.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -189,42 +187,6 @@ func (p *serveProc) scenario(name string) scenarioStatus {
 	}
 	p.t.Fatalf("GET /api/v1/scenarios has no scenario %q: %+v", name, body.Scenarios)
 	return scenarioStatus{}
-}
-
-// eventually polls cond every interval until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
-// processesUnder lists the live processes whose command line mentions dir: the scratch
-// components a drill started with its work directory there.
-func processesUnder(dir string) []string {
-	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(b, []byte(dir)) {
-			continue
-		}
-		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if i := bytes.LastIndexByte(st, ')'); i > 0 && len(st) > i+2 && st[i+2] == 'Z' {
-				continue // a zombie holds nothing
-			}
-		}
-		out = append(out, fmt.Sprintf("%d: %s", pid, bytes.ReplaceAll(b, []byte{0}, []byte{' '})))
-	}
-	return out
 }
 
 // etcdScenario is a quick etcd drill of the sandbox: a snapshot restored into a scratch etcd,

@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,17 +16,16 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/firedrill-dev/firedrill/drill"
-	"github.com/firedrill-dev/firedrill/drill/history"
-	"github.com/firedrill-dev/firedrill/drill/schedule"
 	"github.com/firedrill-dev/firedrill/internal/pgtest"
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
-	"github.com/firedrill-dev/firedrill/scenarios"
+	"github.com/firedrill-dev/firedrill/service"
 )
 
 func TestServeUsageErrors(t *testing.T) {
 	t.Parallel()
-	env := []string{"FIREDRILL_HISTORY=" + filepath.Join(t.TempDir(), "history.db"), "FIREDRILL_SCENARIOS=", "FIREDRILL_TOKEN="}
+	env := []string{"FIREDRILL_HISTORY=" + filepath.Join(t.TempDir(), "history.db"), "FIREDRILL_SCENARIOS=", "FIREDRILL_TOKEN=", "FIREDRILL_READ_TOKEN="}
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		args []string
@@ -42,6 +39,10 @@ func TestServeUsageErrors(t *testing.T) {
 		{[]string{"serve", "--scenarios", dir, "--token-file", filepath.Join(dir, "none")}, exitUsage, "--token-file"},
 		{[]string{"serve", "--scenarios", dir, "--leader-elect", "--lease-duration", "5s", "--renew-deadline", "10s"}, exitUsage, "lease timings"},
 		{[]string{"serve", "--scenarios", dir, "--webhook", "not a url"}, exitUsage, "notifications"},
+		{[]string{"serve", "--scenarios", dir, "--read-token-file", filepath.Join(dir, "none")}, exitUsage, "--read-token-file"},
+		{[]string{"serve", "--scenarios", dir, "--tls-cert-file", filepath.Join(dir, "tls.crt")}, exitUsage, "--tls-cert-file and --tls-key-file go together"},
+		{[]string{"serve", "--scenarios", dir, "--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-key-file", filepath.Join(dir, "tls.key")}, exitUsage, "TLS key pair"},
+		{[]string{"serve", "--scenarios", dir, "--notify-config", filepath.Join(dir, "none.yaml")}, exitUsage, "--notify-config"},
 		// The scenario directory must be readable: nothing to schedule otherwise.
 		{[]string{"serve", "--scenarios", filepath.Join(dir, "missing"), "--janitor-interval", "0"}, exitUsage, "scenarios"},
 		// An unreachable history at start-up is an error with what to do, not a hang.
@@ -54,7 +55,7 @@ func TestServeUsageErrors(t *testing.T) {
 		}
 	}
 	help := firedrill(t, nil, "serve", "--help")
-	for _, want := range []string{"Examples:", "--leader-elect", "--shutdown-grace", "SIGHUP", "Exit status:"} {
+	for _, want := range []string{"Examples:", "--leader-elect", "--shutdown-grace", "SIGHUP", "Exit status:", "--read-token-file", "--tls-cert-file", "--notify-config"} {
 		if !strings.Contains(help.stdout, want) {
 			t.Errorf("serve --help lacks %q", want)
 		}
@@ -72,47 +73,28 @@ func listenArg(args []string) string {
 	return "127.0.0.1:0"
 }
 
+// The spool directory's default is tested in drill/history (DefaultSpoolDir), the token file in
+// server (LoadToken), what counts as loopback in service.
 func TestServeUnitHelpers(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": ""}
-	getenv := func(k string) string { return env[k] }
-	for dsn, want := range map[string]string{
-		"/var/lib/firedrill/history.db":             "/var/lib/firedrill/spool",
-		"sqlite:///data/h.db":                       "/data/spool",
-		"postgres://u:p@db:5432/firedrill":          "/home/u/.local/state/firedrill/spool",
-		"postgresql://db/firedrill?sslmode=disable": "/home/u/.local/state/firedrill/spool",
-	} {
-		if got := defaultSpoolDir(dsn, getenv); got != want {
-			t.Errorf("defaultSpoolDir(%q) = %q, want %q", dsn, got, want)
-		}
-	}
-	env["XDG_STATE_HOME"] = "/state"
-	if got := defaultSpoolDir("postgres://db/x", getenv); got != "/state/firedrill/spool" {
-		t.Errorf("with XDG_STATE_HOME: %q", got)
-	}
 	var buf strings.Builder
 	newLogger(&buf, "json", "debug").Debug("hello", "grace", "2s")
 	var line map[string]any
 	if err := json.Unmarshal([]byte(buf.String()), &line); err != nil || line["msg"] != "hello" || line["grace"] != "2s" {
 		t.Errorf("--log-format json wrote %q (%v)", buf.String(), err)
 	}
-	o := serveOptions{listen: "127.0.0.1:8080", maxConcurrent: 2, spoolFlush: time.Second, logFormat: "text", logLevel: "info", slackWebhooks: []string{"https://a"}}
+	o := serveOptions{cfg: service.Config{Listen: "127.0.0.1:8080", MaxConcurrent: 2, SpoolFlushInterval: time.Second, SlackWebhooks: []string{"https://a"}},
+		logFormat: "text", logLevel: "info"}
 	if err := o.check(func(k string) string {
 		return map[string]string{"FIREDRILL_SCENARIOS": "/s", "FIREDRILL_SLACK_WEBHOOK": "https://b, https://c"}[k]
-	}); err != nil || o.drill.scenariosDir != "/s" || !slices.Equal(o.slackWebhooks, []string{"https://a", "https://b", "https://c"}) {
-		t.Errorf("check: %v, scenarios %q, slack %v", err, o.drill.scenariosDir, o.slackWebhooks)
+	}); err != nil || o.drill.scenariosDir != "/s" || !slices.Equal(o.cfg.SlackWebhooks, []string{"https://a", "https://b", "https://c"}) {
+		t.Errorf("check: %v, scenarios %q, slack %v", err, o.drill.scenariosDir, o.cfg.SlackWebhooks)
 	}
-	tok := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tok, []byte("  s3cret\n"), 0o600)
-	if got, err := readToken(tok, getenv); got != "s3cret" || err != nil {
-		t.Errorf("readToken(file) = %q, %v", got, err)
-	}
-	if got, _ := readToken("", func(string) string { return "from-env" }); got != "from-env" {
-		t.Errorf("readToken(env) = %q", got)
-	}
-	for addr, want := range map[string]bool{"127.0.0.1:8080": true, "localhost:80": true, "[::1]:8080": true, ":8080": false, "0.0.0.0:8080": false, "10.0.0.1:80": false} {
-		if isLoopback(addr) != want {
-			t.Errorf("isLoopback(%q) = %v", addr, !want)
+	// A token file wins over the environment; neither: no token.
+	file := writeFile(t, t.TempDir(), "read-token", " from-file\n")
+	for _, c := range []struct{ file, env, want string }{{file, "from-env", "from-file"}, {"", " from-env ", "from-env"}, {"", "", ""}} {
+		if got, err := loadToken(c.file, "--read-token-file", c.env); got != c.want || err != nil {
+			t.Errorf("loadToken(%q, env %q) = %q, %v; want %q", c.file, c.env, got, err, c.want)
 		}
 	}
 }
@@ -149,7 +131,7 @@ func TestServeSchedulesTriggersReloadsAndStops(t *testing.T) {
 		"--shutdown-grace", "2s", "--janitor-interval", "1m")
 
 	// A scheduled run appears in the API and passes.
-	eventually(t, 4*time.Minute, "a scheduled run of serve-sched passes", func() bool {
+	testkit.EventuallyTrue(t, 4*time.Minute, "a scheduled run of serve-sched passes", func() bool {
 		for _, r := range p.runs("serve-sched") {
 			if r.Result == drill.Failed || r.Result == drill.Error {
 				t.Fatalf("scheduled run %s: %s: %s", r.ID, r.Result, r.Message)
@@ -166,7 +148,7 @@ func TestServeSchedulesTriggersReloadsAndStops(t *testing.T) {
 	}
 
 	// The janitor ran at start-up against the sandbox and counted the scratch namespaces.
-	eventually(t, time.Minute, "firedrill_scratch_namespaces in /metrics", func() bool {
+	testkit.EventuallyTrue(t, time.Minute, "firedrill_scratch_namespaces in /metrics", func() bool {
 		_, m := p.request("GET", "/metrics", "")
 		return regexp.MustCompile(`(?m)^firedrill_scratch_namespaces \d`).Match(m)
 	})
@@ -192,17 +174,17 @@ func TestServeSchedulesTriggersReloadsAndStops(t *testing.T) {
 	// An edit that breaks the file is shown, and the last good version stays scheduled.
 	os.WriteFile(schedFile, []byte("apiVersion: firedrill.dev/v1alpha1\nkind: Scenario\nmetadata: {name: serve-sched}\nspec: [broken\n"), 0o644)
 	broke := time.Now()
-	eventually(t, time.Minute, "the broken file's error in /api/v1/scenarios", func() bool { return p.scenario("serve-sched").Error != "" })
+	testkit.EventuallyTrue(t, time.Minute, "the broken file's error in /api/v1/scenarios", func() bool { return p.scenario("serve-sched").Error != "" })
 	if st := p.scenario("serve-sched"); st.Schedule != "@every 20s" {
 		t.Errorf("the broken scenario's last good schedule is gone: %+v", st)
 	}
 	if _, m := p.request("GET", "/metrics", ""); !regexp.MustCompile(`firedrill_scenario_errors\{scenario="serve-sched"\} 1`).Match(m) {
-		eventually(t, time.Minute, "firedrill_scenario_errors for serve-sched", func() bool {
+		testkit.EventuallyTrue(t, time.Minute, "firedrill_scenario_errors for serve-sched", func() bool {
 			_, m := p.request("GET", "/metrics", "")
 			return regexp.MustCompile(`firedrill_scenario_errors\{scenario="serve-sched"\} 1`).Match(m)
 		})
 	}
-	eventually(t, 3*time.Minute, "a run of the last good serve-sched after the file broke", func() bool {
+	testkit.EventuallyTrue(t, 3*time.Minute, "a run of the last good serve-sched after the file broke", func() bool {
 		for _, r := range p.runs("serve-sched") {
 			if r.Result == drill.Passed && r.StartedAt.After(broke) {
 				return true
@@ -222,7 +204,7 @@ func TestServeSchedulesTriggersReloadsAndStops(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "serve-hup reloaded after SIGHUP", func() bool { return p.scenario("serve-hup").Labels["gen"] == "two" })
+	testkit.EventuallyTrue(t, time.Minute, "serve-hup reloaded after SIGHUP", func() bool { return p.scenario("serve-hup").Labels["gen"] == "two" })
 	p.waitLog(regexp.MustCompile(`SIGHUP: reloading scenarios`), time.Minute) // the log is copied from a pipe: it may lag
 
 	// SIGTERM while a drill runs: exit 0, the drill finished or aborted with its cleanup, nothing
@@ -232,7 +214,7 @@ func TestServeSchedulesTriggersReloadsAndStops(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 5*time.Minute); code != 0 {
 		t.Fatalf("serve after SIGTERM: exit %d, want 0\n%s", code, p.stderr.String())
 	}
-	if left := processesUnder(tmp); len(left) > 0 {
+	if left := testkit.ProcessesUnder(tmp); len(left) > 0 {
 		t.Errorf("processes of drills left after shutdown:\n%s", strings.Join(left, "\n"))
 	}
 	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
@@ -275,7 +257,7 @@ func TestServeSchedulesTriggersReloadsAndStops(t *testing.T) {
 func trigger(t *testing.T, p *serveProc, scenario, token string) string {
 	t.Helper()
 	var id string
-	eventually(t, 3*time.Minute, "trigger "+scenario, func() bool {
+	testkit.EventuallyTrue(t, 3*time.Minute, "trigger "+scenario, func() bool {
 		code, body := p.request("POST", "/api/v1/scenarios/"+scenario+"/runs", token)
 		switch code {
 		case http.StatusConflict:
@@ -298,7 +280,7 @@ func trigger(t *testing.T, p *serveProc, scenario, token string) string {
 func waitRun(t *testing.T, p *serveProc, id string, timeout time.Duration) drill.Record {
 	t.Helper()
 	var rec drill.Record
-	eventually(t, timeout, "run "+id+" finishes", func() bool {
+	testkit.EventuallyTrue(t, timeout, "run "+id+" finishes", func() bool {
 		code, body := p.request("GET", "/api/v1/runs/"+id, "")
 		if code == http.StatusNotFound {
 			return false
@@ -352,7 +334,7 @@ func TestServeFailover(t *testing.T) {
 	}
 	procs := []*serveProc{start(), start()}
 	var lead, other *serveProc
-	eventually(t, 2*time.Minute, "one replica leads", func() bool {
+	testkit.EventuallyTrue(t, 2*time.Minute, "one replica leads", func() bool {
 		for i, p := range procs {
 			if becameLeader.MatchString(p.stderr.String()) {
 				lead, other = p, procs[1-i]
@@ -374,22 +356,22 @@ func TestServeFailover(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 4*time.Minute, "the leader records two scheduled runs", func() bool { return finalRuns(other) >= 2 })
+	testkit.EventuallyTrue(t, 4*time.Minute, "the leader records two scheduled runs", func() bool { return finalRuns(other) >= 2 })
 
 	// Kill the leader in the middle of a drill.
 	restoring := regexp.MustCompile(`msg="drill step".*step=restore`)
 	n0 := len(restoring.FindAllString(lead.stderr.String(), -1))
-	eventually(t, 2*time.Minute, "the leader restores", func() bool { return len(restoring.FindAllString(lead.stderr.String(), -1)) > n0 })
+	testkit.EventuallyTrue(t, 2*time.Minute, "the leader restores", func() bool { return len(restoring.FindAllString(lead.stderr.String(), -1)) > n0 })
 	if err := lead.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
 	<-lead.done
 	killedPID := lead.cmd.Process.Pid
-	eventually(t, time.Minute, "the killed leader's scratch processes are gone", func() bool { return len(processesUnder(tmps[lead])) == 0 })
+	testkit.EventuallyTrue(t, time.Minute, "the killed leader's scratch processes are gone", func() bool { return len(testkit.ProcessesUnder(tmps[lead])) == 0 })
 	other.waitLog(becameLeader, 3*time.Minute)
 	t.Logf("takeover %.1fs after the leader was killed (lease duration 10s)", time.Since(killed).Seconds())
-	eventually(t, 4*time.Minute, "the new leader records two runs scheduled after the kill", func() bool {
+	testkit.EventuallyTrue(t, 4*time.Minute, "the new leader records two runs scheduled after the kill", func() bool {
 		n := 0
 		for _, r := range other.runs("failover") {
 			if r.Result != drill.Running && r.ScheduledFor != nil && r.ScheduledFor.After(killed) {
@@ -491,14 +473,14 @@ func TestServeSpoolsWhileHistoryIsDown(t *testing.T) {
 	id := trigger(t, p, "spooled", token)
 	p.waitLog(stepLine(id, "restore"), 3*time.Minute)
 	pg.Stop(t)
-	eventually(t, 4*time.Minute, "the run's record is spooled", func() bool {
+	testkit.EventuallyTrue(t, 4*time.Minute, "the run's record is spooled", func() bool {
 		entries, _ := os.ReadDir(spool)
 		return len(entries) > 0
 	})
 	if code, body := p.request("GET", "/readyz", ""); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz with the history down: %d %s, want 503", code, body)
 	}
-	eventually(t, time.Minute, "firedrill_history_spooled_records 1", func() bool {
+	testkit.EventuallyTrue(t, time.Minute, "firedrill_history_spooled_records 1", func() bool {
 		_, m := p.request("GET", "/metrics", "")
 		return strings.Contains(string(m), "firedrill_history_spooled_records 1")
 	})
@@ -508,7 +490,7 @@ func TestServeSpoolsWhileHistoryIsDown(t *testing.T) {
 	if rec.Result != drill.Passed {
 		t.Errorf("spooled run %s: %s (%s)", id, rec.Result, rec.Message)
 	}
-	eventually(t, time.Minute, "the spool is empty", func() bool {
+	testkit.EventuallyTrue(t, time.Minute, "the spool is empty", func() bool {
 		entries, _ := os.ReadDir(spool)
 		_, m := p.request("GET", "/metrics", "")
 		return len(entries) == 0 && strings.Contains(string(m), "firedrill_history_spooled_records 0")
@@ -533,61 +515,5 @@ func TestServeSpoolsWhileHistoryIsDown(t *testing.T) {
 	var rec2 drill.Record
 	if err := json.Unmarshal([]byte(h.stdout), &rec2); err != nil || rec2.Result != drill.Passed {
 		t.Errorf("the drill in flight at SIGTERM with time to spare: %v %s (%s)\n%s", err, rec2.Result, rec2.Message, h.stderr)
-	}
-}
-
-// Seeding reads the newest record of each result and finds the last pass behind a run of
-// skipped records, from a real history.
-func TestServeSeedFromHistory(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	store, err := history.Open(ctx, filepath.Join(t.TempDir(), "history.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	base := time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC)
-	n := 0
-	add := func(scenario string, res drill.Result) {
-		at := base.Add(time.Duration(n) * time.Minute)
-		n++
-		end := at.Add(30 * time.Second)
-		r := &drill.Record{ID: fmt.Sprintf("seed-%03d", n), Scenario: scenario, Trigger: "manual", Result: res, StartedAt: at, FinishedAt: &end,
-			Objectives: []drill.ObjectiveRecord{}, Steps: []drill.StepRecord{}, Checks: []drill.CheckRecord{}}
-		if err := store.Finish(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	add("mixed", drill.Passed)
-	add("mixed", drill.Passed)
-	add("mixed", drill.Failed)
-	add("mixed", drill.Skipped)
-	add("busy", drill.Passed)
-	for range 12 {
-		add("busy", drill.Skipped)
-	}
-	entry := func(name string) schedule.Entry {
-		return schedule.Entry{Scenario: &scenarios.Scenario{Metadata: scenarios.Metadata{Name: name}}}
-	}
-	recs, last := seedFromHistory(ctx, store, []schedule.Entry{entry("mixed"), entry("busy"), entry("never-ran"), {Err: fmt.Errorf("broken")}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	got := map[string][]string{}
-	for _, r := range recs {
-		got[r.Scenario] = append(got[r.Scenario], r.ID+":"+string(r.Result))
-	}
-	want := map[string][]string{
-		"mixed": {"seed-004:skipped", "seed-003:failed", "seed-002:passed"},
-		"busy":  {"seed-017:skipped", "seed-005:passed"},
-	}
-	for name, w := range want {
-		if !slices.Equal(got[name], w) {
-			t.Errorf("seed records of %s: %v, want %v", name, got[name], w)
-		}
-	}
-	if len(got) != 2 {
-		t.Errorf("seed records for scenarios %v, want only mixed and busy", got)
-	}
-	if last["mixed"] != drill.Failed || last["busy"] != drill.Passed || len(last) != 2 {
-		t.Errorf("last results %v, want mixed failed, busy passed (skipped runs say nothing)", last)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/drill/velerodrill"
 	"github.com/firedrill-dev/firedrill/scenarios"
 	"github.com/firedrill-dev/firedrill/scratch"
 	"github.com/firedrill-dev/firedrill/snapshot/velero"
@@ -32,63 +32,6 @@ func (a *app) restConfig() (*rest.Config, error) {
 	}
 	cfg.QPS, cfg.Burst = 50, 100
 	return cfg, nil
-}
-
-func (a *app) janitorCmd() *cobra.Command {
-	var opts scratch.JanitorOptions
-	cmd := &cobra.Command{
-		Use:   "janitor",
-		Short: "Delete expired scratch namespaces left by crashed or kept drills, and nothing else",
-		Long: `Deletes every namespace that carries both of firedrill's labels (firedrill.dev/run and
-app.kubernetes.io/managed-by=firedrill) and whose firedrill.dev/expires annotation has passed —
-kept drills get it from cleanup.keepFor, others from their timeout. A namespace without both labels
-is never deleted, whatever its name. Each deletion is re-checked against the namespace as it is
-at that moment.`,
-		Example: `  firedrill janitor --dry-run     # what would go
-  firedrill janitor --context prod`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := a.restConfig()
-			if err != nil {
-				return err
-			}
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return err
-			}
-			done, err := scratch.New(cs).Janitor(cmd.Context(), opts)
-			if done == nil {
-				done = []scratch.Namespace{}
-			}
-			if perr := a.print(done, func(p printer) {
-				verb := "Deleted"
-				if opts.DryRun {
-					verb = "Would delete"
-				}
-				if len(done) == 0 {
-					p("No expired scratch namespaces.\n")
-					return
-				}
-				p("%s %d expired scratch namespace(s):\n", verb, len(done))
-				tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "  NAMESPACE\tRUN\tSCENARIO\tEXPIRED")
-				for _, n := range done {
-					exp := "no expiry; older than the grace"
-					if !n.Expires.IsZero() {
-						exp = n.Expires.Local().Format("2006-01-02 15:04")
-					}
-					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", n.Name, n.Run, n.Scenario, exp)
-				}
-				tw.Flush()
-			}); perr != nil {
-				return perr
-			}
-			return err
-		},
-	}
-	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "list what would be deleted, delete nothing")
-	cmd.Flags().DurationVar(&opts.Grace, "grace", scratch.DefaultGrace, "delete a scratch namespace without an expiry once it is this old")
-	return cmd
 }
 
 type veleroRestoreResult struct {
@@ -148,7 +91,9 @@ that exists is refused before anything is written. The namespaces stay for --kee
 			if err != nil {
 				return err
 			}
-			vc = vc.ForRun(runID)
+			// The Restore and its modifier ConfigMap go with the namespaces, when the janitor takes them.
+			expires := time.Now().Add(keepFor)
+			vc = vc.ForRun(runID).Expiring(expires)
 			backup, err := vc.GetBackup(ctx, args[0])
 			if err != nil {
 				return err
@@ -164,12 +109,11 @@ that exists is refused before anything is written. The namespaces stay for --kee
 			sc := &scenarios.Scenario{Metadata: scenarios.Metadata{Name: "restore-velero"}}
 			sc.Spec.Restore.ScratchNamespace = &scenarios.ScratchNamespace{Isolation: iso}
 			sc.SetDefaults()
-			siso, err := drill.ScratchIsolation(sc.Spec.Restore.ScratchNamespace.Isolation)
+			siso, err := velerodrill.ScratchIsolation(sc.Spec.Restore.ScratchNamespace.Isolation)
 			if err != nil {
 				return err
 			}
 			targets := slices.Sorted(maps.Values(mapping))
-			expires := time.Now().Add(keepFor)
 			mgr := scratch.New(cs)
 			fmt.Fprintf(a.err, "Creating isolated namespaces %s ...\n", strings.Join(targets, ", "))
 			if err := mgr.Prepare(ctx, runID, "restore-velero", targets, siso, expires); err != nil {

@@ -91,7 +91,8 @@ func TestRestoreVeleroAndJanitor(t *testing.T) {
 	t.Parallel()
 	needSandbox(t)
 	sb := sandboxtest.Shared(t, sandbox.Options{Velero: true})
-	env := []string{"KUBECONFIG=" + sb.Kubeconfig()}
+	// A TMPDIR of its own: the janitor also removes work directories of crashed runs there.
+	env := []string{"KUBECONFIG=" + sb.Kubeconfig(), "TMPDIR=" + t.TempDir()}
 	ns, cs := veleroNamespace(t, sb, "clirestore")
 	ctx := context.Background()
 	// A backup as a team would have made it.

@@ -20,7 +20,6 @@ import (
 	"io"
 	"sort"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/firedrill-dev/firedrill/drill"
 )
@@ -40,7 +39,11 @@ const (
 // numbers exactly as written, strings escaped only where JSON requires it (", \, and control
 // characters: \b \f \n \r \t, others as \u00xx) and otherwise kept as UTF-8.
 func Canonical(raw []byte) ([]byte, error) {
-	return canonicalRecord(raw, nil)
+	var c canonicalizer
+	if err := c.record(raw); err != nil {
+		return nil, err
+	}
+	return c.out, nil
 }
 
 // canonicalSlow is Canonical through encoding/json: the reference the fast one is tested
@@ -79,7 +82,7 @@ func writeCanonical(b *bytes.Buffer, v any) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			writeString(b, k)
+			b.Write(appendString(nil, []byte(k)))
 			b.WriteByte(':')
 			writeCanonical(b, v[k])
 		}
@@ -94,7 +97,7 @@ func writeCanonical(b *bytes.Buffer, v any) {
 		}
 		b.WriteByte(']')
 	case string:
-		writeString(b, v)
+		b.Write(appendString(nil, []byte(v)))
 	case json.Number:
 		b.WriteString(string(v))
 	case bool:
@@ -102,44 +105,6 @@ func writeCanonical(b *bytes.Buffer, v any) {
 	case nil:
 		b.WriteString("null")
 	}
-}
-
-// writeString escapes as Python's json.dumps(s, ensure_ascii=False) and RFC 8785 do.
-func writeString(b *bytes.Buffer, s string) {
-	b.WriteByte('"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			_, size := utf8.DecodeRuneInString(s[i:])
-			b.WriteString(s[i : i+size])
-			i += size
-			continue
-		}
-		switch c {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\f':
-			b.WriteString(`\f`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		default:
-			if c < 0x20 {
-				fmt.Fprintf(b, `\u%04x`, c)
-			} else {
-				b.WriteByte(c)
-			}
-		}
-		i++
-	}
-	b.WriteByte('"')
 }
 
 // HashJSON returns the hex SHA-256 of the canonical encoding of a stored record's JSON.
@@ -172,10 +137,6 @@ func Seal(r *drill.Record, prev string, signer *Signer) error {
 		return err
 	}
 	r.Hash = h
-	if signer != nil {
-		if r.Signature, err = signer.Sign(h); err != nil {
-			return fmt.Errorf("sign run %s: %w", r.ID, err)
-		}
-	}
-	return nil
+	r.Signature, err = sign(signer, h, "run "+r.ID)
+	return err
 }

@@ -132,7 +132,7 @@ func TestVerifyDetectsEachTampering(t *testing.T) {
 	}
 	var last drill.Record
 	_ = json.Unmarshal(good[4], &last)
-	if res.Head != last.Hash || !strings.Contains(res.String(), "intact: 5 records, chain head "+last.Hash+", signatures ok") {
+	if res.ChainHead != last.Hash || !strings.Contains(res.String(), "intact: 5 records, chain head "+last.Hash+", signatures ok") {
 		t.Errorf("result: %s", res)
 	}
 
@@ -168,7 +168,7 @@ func TestVerifyDetectsEachTampering(t *testing.T) {
 		return b
 	}
 	hashOf := func(raw []byte) string {
-		var h header
+		var h storedHeader
 		_ = json.Unmarshal(raw, &h)
 		return h.Hash
 	}
@@ -207,7 +207,7 @@ func TestVerifyDetectsEachTampering(t *testing.T) {
 		{"swapped", [][]byte{good[0], good[2], good[1], good[3], good[4]}, false, 2, Relinked},
 		{"rehashed after edit", replace(2, resign(edit(good[2], `"result":"passed"`, `"result":"failed"`), nil, hashOf(good[1]))), false, 4, Relinked},
 		{"forged signature", replace(2, resign(good[2], other, hashOf(good[1]))), true, 3, BadSignature},
-		{"signature moved", replace(2, withSig(good[2], func() string { var h header; _ = json.Unmarshal(good[1], &h); return h.Signature }())), true, 3, BadSignature},
+		{"signature moved", replace(2, withSig(good[2], func() string { var h storedHeader; _ = json.Unmarshal(good[1], &h); return h.Signature }())), true, 3, BadSignature},
 		{"unsigned", replace(2, withSig(good[2], "")), true, 3, Unsigned},
 		{"forged unsigned record", replace(2, forged), true, 3, Unsigned},
 		{"not JSON", replace(4, []byte(`{"id":`)), false, 5, Malformed},
@@ -291,13 +291,9 @@ func TestKeys(t *testing.T) {
 	}
 }
 
-// TestDocumentedScript runs docs/history.md's Python script on a chain firedrill sealed, so
-// the documentation is proven to recompute what the code computes.
-func TestDocumentedScript(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs python3")
-	}
-	t.Parallel()
+// documentedScript is python3 and docs/history.md's verification script, written to a file.
+func documentedScript(t *testing.T) (py, script string) {
+	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Fatal("python3 is needed to check the documented script: ", err)
@@ -310,14 +306,24 @@ func TestDocumentedScript(t *testing.T) {
 	if m == nil {
 		t.Fatal("no python block in docs/history.md")
 	}
-	dir := t.TempDir()
-	script := filepath.Join(dir, "verify-chain.py")
-	signer, _, pubPath := testSigner(t)
-	chain := sealedChain(t, 4, signer)
-	jsonl := filepath.Join(dir, "records.jsonl")
+	script = filepath.Join(t.TempDir(), "verify-chain.py")
 	if err := os.WriteFile(script, m[1], 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return py, script
+}
+
+// TestDocumentedScript runs docs/history.md's Python script on a chain firedrill sealed, so
+// the documentation is proven to recompute what the code computes.
+func TestDocumentedScript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs python3")
+	}
+	t.Parallel()
+	py, script := documentedScript(t)
+	signer, _, pubPath := testSigner(t)
+	chain := sealedChain(t, 4, signer)
+	jsonl := filepath.Join(t.TempDir(), "records.jsonl")
 	if err := os.WriteFile(jsonl, append(bytes.Join(chain, []byte("\n")), '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +334,7 @@ func TestDocumentedScript(t *testing.T) {
 		t.Log("python3 has no cryptography package: checking hashes only")
 	}
 	out, err := exec.Command(py, args...).CombinedOutput()
-	var h header
+	var h storedHeader
 	_ = json.Unmarshal(chain[3], &h)
 	if err != nil || !strings.Contains(string(out), "intact: 4 records after the genesis (a whole history), chain head "+h.Hash) {
 		t.Fatalf("script: %v\n%s", err, out)
@@ -343,3 +349,6 @@ func TestDocumentedScript(t *testing.T) {
 		t.Fatalf("script on a tampered chain: %v\n%s", err, out)
 	}
 }
+
+// storedHeader is what the tests read of a stored record.
+type storedHeader struct{ ID, Scenario, PrevHash, Hash, Signature string }

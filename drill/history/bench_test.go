@@ -3,12 +3,15 @@ package history
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/drill/chain"
 )
 
 // benchRecord is a record of realistic size: six steps, three checks with evidence.
@@ -125,14 +128,18 @@ func BenchmarkList(b *testing.B) {
 	}
 }
 
-// seed stores finished records as Finish would, but many rows per statement and all in one
-// transaction, so that a history of 100,000 runs takes seconds to make, not an hour of fsyncs
-// and round trips.
+// seed stores finished records as Finish would, sealed into one chain after what s holds, but
+// many rows per statement and all in one transaction, so that a history of 100,000 runs takes
+// seconds to make, not an hour of fsyncs and round trips.
 func seed(ctx context.Context, s *Store, recs []*drill.Record) error {
 	const batch = 400 // rows per INSERT: 19 values each, within SQLite's and PostgreSQL's limits
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		var seq int64
 		if err := tx.QueryRowContext(ctx, s.d.nextSeq).Scan(&seq); err != nil {
+			return err
+		}
+		prev := chain.Genesis
+		if err := tx.QueryRowContext(ctx, lastHash).Scan(&prev); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		for lo := 0; lo < len(recs); lo += batch {
@@ -154,6 +161,11 @@ func seed(ctx context.Context, s *Store, recs []*drill.Record) error {
 				b.sql.WriteString(")")
 			}
 			for _, r := range recs[lo:min(lo+batch, len(recs))] {
+				u := inUTC(r)
+				if err := chain.Seal(&u, prev, nil); err != nil {
+					return err
+				}
+				r.PrevHash, r.Hash, prev = u.PrevHash, u.Hash, u.Hash
 				row, err := s.encode(r, &seq)
 				if err != nil {
 					return err
@@ -183,4 +195,87 @@ func seed(ctx context.Context, s *Store, recs []*drill.Record) error {
 		}
 		return nil
 	})
+}
+
+// BenchmarkPrune prunes a history of 100,000 runs of all but its newest run: 99,999 records
+// verified, written to the archive and fsynced, then removed with their checks and replaced by
+// the checkpoint. Each op has a fresh history; x-verify is its time over Verify's of the same
+// history (Prune reads it once, through Verify), and s-finish-wait the longest a run finishing
+// meanwhile (one every 20ms, its own connection) waited for the lock Prune holds.
+func BenchmarkPrune(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			ctx := context.Background()
+			t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			var verifying, pruning, waited time.Duration
+			var archived int64
+			for range b.N {
+				b.StopTimer()
+				s, _ := openStore(b, be)
+				recs := make([]*drill.Record, benchRuns)
+				for i := range recs {
+					recs[i] = benchRecord(i, t0.Add(time.Duration(i)*time.Minute))
+				}
+				if err := seed(ctx, s, recs); err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				if v, err := s.Verify(ctx, VerifyOptions{}); err != nil || !v.Intact {
+					b.Fatalf("verify: %v %s", err, v.Message)
+				}
+				verifying += time.Since(start)
+				dir := b.TempDir()
+				writer, err := Open(ctx, s.loc.DSN)
+				if err != nil {
+					b.Fatal(err)
+				}
+				stop, finished := make(chan struct{}), make(chan error, 1)
+				go func() { finished <- finishWhile(ctx, writer, stop, &waited) }()
+				b.StartTimer()
+				start = time.Now()
+				res, err := s.Prune(ctx, PruneOptions{Before: t0.Add(benchRuns * time.Minute), Dir: dir})
+				pruning += time.Since(start)
+				b.StopTimer()
+				close(stop)
+				if err := <-finished; err != nil {
+					b.Fatalf("a run finishing during the prune: %v", err)
+				}
+				writer.Close()
+				if err != nil || res.Checkpoint == nil || res.Checkpoint.Pruned.Runs != benchRuns-1 {
+					b.Fatalf("prune: %v %+v", err, res.Checkpoint)
+				}
+				fi, err := os.Stat(res.Archive)
+				if err != nil {
+					b.Fatal(err)
+				}
+				archived = fi.Size()
+				if v, err := s.Verify(ctx, VerifyOptions{}); err != nil || !v.Intact || v.Records < 3 {
+					b.Fatalf("verify after the prune: %v %s", err, v.Message)
+				}
+				s.Close()
+			}
+			b.ReportMetric(float64(pruning)/float64(verifying), "x-verify")
+			b.ReportMetric(waited.Seconds(), "s-finish-wait")
+			b.ReportMetric(float64(archived)/1e6, "MB-archive")
+		})
+	}
+}
+
+// finishWhile finishes a run every 20ms until stop is closed, and raises *longest to the
+// longest Finish took.
+func finishWhile(ctx context.Context, s *Store, stop <-chan struct{}, longest *time.Duration) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return nil
+		case <-t.C:
+		}
+		start := time.Now()
+		if err := s.Finish(ctx, benchRecord(i, start.UTC())); err != nil {
+			return err
+		}
+		*longest = max(*longest, time.Since(start))
+	}
 }

@@ -67,36 +67,3 @@ func (s *Store) Walk(ctx context.Context, fn func(drill.Record) error) error {
 		return fn(r)
 	})
 }
-
-// Row is a finished run as the runs table holds it: the record, and the copies of its fields
-// that queries use.
-type Row struct {
-	Seq                                  int64
-	ID, Scenario, Result, PrevHash, Hash string
-	Record                               []byte // valid only during the call
-}
-
-// WalkRows is WalkRaw with the columns that copy the record's fields, so that a check can see
-// whether the copies still agree with the record (history verify does).
-func (s *Store) WalkRows(ctx context.Context, fn func(Row) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, id, scenario, result, prev_hash, hash, record FROM runs WHERE seq IS NOT NULL ORDER BY seq`)
-	if err != nil {
-		return fmt.Errorf("read the history: %w", s.d.describe(err))
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r Row
-		var raw sql.RawBytes
-		if err := rows.Scan(&r.Seq, &r.ID, &r.Scenario, &r.Result, &r.PrevHash, &r.Hash, &raw); err != nil {
-			return fmt.Errorf("read the history: %w", err)
-		}
-		r.Record = raw
-		if err := fn(r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read the history: %w", s.d.describe(err))
-	}
-	return nil
-}

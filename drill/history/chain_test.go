@@ -88,9 +88,9 @@ func TestFinishSealsTheChain(t *testing.T) {
 				t.Errorf("run %s: signature does not verify", r.ID)
 			}
 		}
-		if res.Head != missed.Hash || column[string](t, s, "r3", "hash") != recs[2].Hash || column[string](t, s, "r3", "prev_hash") != second.Hash ||
+		if res.ChainHead != missed.Hash || column[string](t, s, "r3", "hash") != recs[2].Hash || column[string](t, s, "r3", "prev_hash") != second.Hash ||
 			missed.PrevHash != recs[2].Hash {
-			t.Errorf("head %s, r3 %s, r5 %s after %s", res.Head, recs[2].Hash, missed.Hash, missed.PrevHash)
+			t.Errorf("head %s, r3 %s, r5 %s after %s", res.ChainHead, recs[2].Hash, missed.Hash, missed.PrevHash)
 		}
 		// A running record is not in the chain yet.
 		if err := s.Begin(ctx, running("r4", "shop", t0, drill.RunnerInfo{Host: "elsewhere", PID: 3})); err != nil {

@@ -91,7 +91,7 @@ func rebind(q string) string {
 func postgresConnString(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return dsn // parseDSN has parsed it already; pgx will say what is wrong
+		return dsn // ParseLocation has parsed it already; pgx will say what is wrong
 	}
 	q := u.Query()
 	if q.Get("connect_timeout") == "" {

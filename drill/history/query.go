@@ -144,6 +144,10 @@ func (s *Store) List(ctx context.Context, f Filter) ([]drill.Record, error) {
 	return out, nil
 }
 
+// StaleRunAfter is the staleAfter firedrill passes MarkAbandoned: drill.Runner beats every
+// 15s, so a run of another host quiet for this long has lost its runner.
+const StaleRunAfter = 2 * time.Minute
+
 // MarkAbandoned finishes as aborted every run still marked running whose runner is gone, and
 // returns their ids. A run of this host is gone when alive says its process is (nil means
 // ProcessAlive). A run of another host can't be checked from here, so it is gone only when

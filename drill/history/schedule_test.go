@@ -185,6 +185,13 @@ func TestUpgradeFromV1(t *testing.T) {
 		if seq := column[int64](t, s, "another", "seq"); seq != 2 {
 			t.Errorf("seq after the upgraded run = %d, want 2", seq)
 		}
+		// The old row is a run to listings and verifies as one: before the chain, unprotected.
+		if kind := column[string](t, s, "old-run", "kind"); kind != "run" {
+			t.Errorf("kind of the upgraded run = %q, want run", kind)
+		}
+		if v, err := s.Verify(ctx, VerifyOptions{}); err != nil || !v.Intact || v.Records != 2 || v.Unprotected != 1 {
+			t.Errorf("verify after upgrade: %v %s", err, v.Message)
+		}
 	})
 }
 

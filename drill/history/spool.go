@@ -298,19 +298,30 @@ func (s *Spool) Pending() int {
 	return len(names)
 }
 
-// Run flushes every interval until ctx is done; what it can't write stays for the next time.
-func (s *Spool) Run(ctx context.Context, every time.Duration) {
+// Retry writes what waits in the spool to the store, logging what it wrote and, unless ctx
+// is done, why the rest waits; it returns how many records still wait.
+func (s *Spool) Retry(ctx context.Context) int {
+	if s.Pending() > 0 {
+		n, err := s.Flush(ctx)
+		if n > 0 {
+			s.log.Info("wrote spooled records to the history", "records", n)
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("history still unreachable; records stay spooled", "records", s.Pending(), "err", err)
+		}
+	}
+	return s.Pending()
+}
+
+// Run calls Retry at once and every interval until ctx is done; what it can't write stays for
+// the next time. pending, when not nil, is told how many records wait after each pass (a gauge).
+func (s *Spool) Run(ctx context.Context, every time.Duration, pending func(int)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if s.Pending() > 0 {
-			n, err := s.Flush(ctx)
-			if n > 0 {
-				s.log.Info("history spool: wrote spooled records to the store", "records", n, "left", s.Pending())
-			}
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn("history spool: records wait for the store", "records", s.Pending(), "err", err)
-			}
+		n := s.Retry(ctx)
+		if pending != nil {
+			pending(n)
 		}
 		select {
 		case <-ctx.Done():

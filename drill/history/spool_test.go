@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -296,15 +297,20 @@ func TestSpoolRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { sp.Run(ctx, 10*time.Millisecond) })
+	var pending atomic.Int64
+	pending.Store(-1)
+	wg.Go(func() { sp.Run(ctx, 10*time.Millisecond, func(n int) { pending.Store(int64(n)) }) })
 	defer wg.Wait()
 	defer cancel()
 	deadline := time.Now().Add(time.Minute)
-	for sp.Pending() > 0 && time.Now().Before(deadline) {
+	for (sp.Pending() > 0 || pending.Load() != 0) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if sp.Pending() != 0 {
 		t.Fatal("Run did not flush the spool")
+	}
+	if n := pending.Load(); n != 0 {
+		t.Errorf("Run told %d records pending after the flush, want 0", n)
 	}
 	assertOnce(t, store, "waiting")
 }

@@ -63,8 +63,8 @@ type dialect struct {
 	heartbeat string // heartbeat_at, id; only touches a running run
 	runResult string // id -> result
 	nextSeq   string
-	getPrefix string // lower bound, upper bound -> id, scenario, started_at, record
-	getExact  string // id -> id, scenario, started_at, record
+	getPrefix string // lower bound, upper bound -> id, scenario, started_at, record of runs
+	getExact  string // id -> id, scenario, started_at, record of a run
 	running   string // -> id, heartbeat_at, record of every running run
 	lastSched string // scenario -> newest scheduled_for or NULL
 	delChecks string // run_id
@@ -74,10 +74,12 @@ type dialect struct {
 }
 
 // listQuery is List's query for f: newest first, id breaking ties, so that pages are stable.
-// Standard SQL apart from the placeholders and d.limit.
+// Only runs: a prune's checkpoint is in the chain but is no run. Standard SQL apart from the
+// placeholders and d.limit.
 func (d *dialect) listQuery(f Filter) (string, []any) {
 	b := queryBuilder{d: d}
 	b.sql.WriteString("SELECT record FROM runs")
+	b.where("kind = 'run'")
 	if f.Scenario != "" {
 		b.where("scenario = " + b.arg(f.Scenario))
 	}
@@ -135,8 +137,8 @@ func sqliteDialect() dialect {
 		// A range on the primary key, so prefix lookups use the index and no LIKE escaping
 		// is needed; SQLite compares TEXT bytewise.
 		getPrefix: `SELECT id, scenario, started_at, record FROM runs
-			WHERE id >= ? AND id < ? ORDER BY id LIMIT 11`,
-		getExact:  `SELECT id, scenario, started_at, record FROM runs WHERE id = ?`,
+			WHERE id >= ? AND id < ? AND kind = 'run' ORDER BY id LIMIT 11`,
+		getExact:  `SELECT id, scenario, started_at, record FROM runs WHERE id = ? AND kind = 'run'`,
 		running:   `SELECT id, heartbeat_at, record FROM runs WHERE result = 'running' ORDER BY started_at, id`,
 		lastSched: `SELECT MAX(scheduled_for) FROM runs WHERE scenario = ?`,
 		delChecks: `DELETE FROM checks WHERE run_id = ?`,

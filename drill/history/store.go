@@ -17,10 +17,8 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -49,28 +47,11 @@ const pathHint = "choose another with --history or FIREDRILL_HISTORY"
 type Store struct {
 	db   *sql.DB
 	d    dialect
-	path string // for messages
+	loc  Location
 	now  func() time.Time
 	host string // this host's name; runs of other hosts are judged by their heartbeat
 	// signer signs every record Finish seals; nil: unsigned (SetSigner).
 	signer atomic.Pointer[chain.Signer]
-}
-
-// DefaultPath is where the history lives unless --history says otherwise:
-// $FIREDRILL_HISTORY (a path or URL), else $XDG_DATA_HOME/firedrill/history.db, else
-// ~/.local/share/firedrill/history.db. It returns "" when none of them is set.
-func DefaultPath(getenv func(string) string) string {
-	if v := getenv("FIREDRILL_HISTORY"); v != "" {
-		return v
-	}
-	// The XDG spec says to ignore a relative XDG_DATA_HOME.
-	if v := getenv("XDG_DATA_HOME"); v != "" && filepath.IsAbs(v) {
-		return filepath.Join(v, "firedrill", "history.db")
-	}
-	if home := getenv("HOME"); home != "" {
-		return filepath.Join(home, ".local", "share", "firedrill", "history.db")
-	}
-	return ""
 }
 
 // Open opens the history at dsn and brings its schema up to date. dsn is a file path or
@@ -84,25 +65,25 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 
 // open is Open with a hook that changes the dialect, for tests (older schemas).
 func open(ctx context.Context, dsn string, adjust func(*dialect)) (*Store, error) {
-	target, err := parseDSN(dsn)
+	loc, err := ParseLocation(dsn)
 	if err != nil {
 		return nil, err
 	}
-	d, where := sqliteDialect(), target.path
-	if target.postgres {
-		d, where = postgresDialect(), redactURL(target.path)
-	} else if err := prepareFile(target.path); err != nil {
+	d, where, conn := sqliteDialect(), loc.String(), loc.Path
+	if loc.Postgres {
+		d, conn = postgresDialect(), loc.DSN
+	} else if err := prepareFile(loc.Path); err != nil {
 		return nil, fmt.Errorf("open history %s: %w; %s", where, err, pathHint)
 	}
 	if adjust != nil {
 		adjust(&d)
 	}
-	db, err := sql.Open(d.driver, d.connString(target.path))
+	db, err := sql.Open(d.driver, d.connString(conn))
 	if err != nil {
 		return nil, fmt.Errorf("open history %s: %w", where, d.describe(err))
 	}
 	host, _ := os.Hostname()
-	s := &Store{db: db, d: d, path: where, now: time.Now, host: host}
+	s := &Store{db: db, d: d, loc: loc, now: time.Now, host: host}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open history %s: %w", where, err)
@@ -114,58 +95,6 @@ func open(ctx context.Context, dsn string, adjust func(*dialect)) (*Store, error
 		}
 	}
 	return s, nil
-}
-
-// dsnTarget is where a history lives: a file path, or a PostgreSQL URL.
-type dsnTarget struct {
-	path     string
-	postgres bool
-}
-
-// parseDSN returns where dsn points or why it can't be used.
-func parseDSN(dsn string) (dsnTarget, error) {
-	if dsn == "" {
-		return dsnTarget{}, fmt.Errorf("no history path: set --history or FIREDRILL_HISTORY, or HOME")
-	}
-	file := func(p string) (dsnTarget, error) {
-		abs, err := filepath.Abs(p)
-		return dsnTarget{path: abs}, err
-	}
-	scheme, rest, isURL := strings.Cut(dsn, "://")
-	if !isURL || strings.ContainsAny(scheme, `/\.`) {
-		return file(dsn)
-	}
-	switch strings.ToLower(scheme) {
-	case "sqlite", "sqlite3", "file":
-		if rest == "" || rest == "/" {
-			return dsnTarget{}, fmt.Errorf("history %q names no file: want sqlite:///abs/path", dsn)
-		}
-		return file(rest)
-	case "postgres", "postgresql":
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return dsnTarget{}, fmt.Errorf("history %s: not a valid URL; want postgres://USER:PASSWORD@HOST:PORT/DATABASE", redactURL(dsn))
-		}
-		if strings.TrimPrefix(u.Path, "/") == "" {
-			return dsnTarget{}, fmt.Errorf("history %s names no database: want postgres://USER:PASSWORD@HOST:PORT/DATABASE", redactURL(dsn))
-		}
-		return dsnTarget{path: dsn, postgres: true}, nil
-	}
-	return dsnTarget{}, fmt.Errorf("history %s: unknown scheme %q: want a file path, sqlite:///abs/path or postgres://HOST/DATABASE", redactURL(dsn), scheme)
-}
-
-// redactURL drops a password from a URL before it goes into an error message, also one
-// given as a password= query parameter, which pgx accepts too.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
 }
 
 // prepareFile creates the directory and the file with owner-only permissions (SQLite creates
@@ -184,6 +113,9 @@ func prepareFile(path string) error {
 	}
 	return f.Close()
 }
+
+// Location is where the history lives.
+func (s *Store) Location() Location { return s.loc }
 
 // Close closes the database.
 func (s *Store) Close() error {
@@ -340,7 +272,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		err = s.db.PingContext(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("history %s: %w", s.path, s.d.describe(err))
+		return fmt.Errorf("history %s: %w", s.loc, s.d.describe(err))
 	}
 	return nil
 }

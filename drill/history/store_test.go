@@ -16,25 +16,6 @@ import (
 // The engine records through this interface; the CLI passes a *Store.
 var _ drill.Recorder = (*Store)(nil)
 
-func TestDefaultPath(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		env  map[string]string
-		want string
-	}{
-		{map[string]string{"FIREDRILL_HISTORY": "postgres://db/fd", "XDG_DATA_HOME": "/x", "HOME": "/h"}, "postgres://db/fd"},
-		{map[string]string{"FIREDRILL_HISTORY": "/srv/h.db", "HOME": "/h"}, "/srv/h.db"},
-		{map[string]string{"XDG_DATA_HOME": "/x", "HOME": "/h"}, "/x/firedrill/history.db"},
-		{map[string]string{"XDG_DATA_HOME": "relative", "HOME": "/h"}, "/h/.local/share/firedrill/history.db"},
-		{map[string]string{"HOME": "/h"}, "/h/.local/share/firedrill/history.db"},
-		{map[string]string{}, ""},
-	} {
-		if got := DefaultPath(func(k string) string { return tc.env[k] }); got != tc.want {
-			t.Errorf("DefaultPath(%v) = %q, want %q", tc.env, got, tc.want)
-		}
-	}
-}
-
 // TestRoundTrip: Get returns exactly what Finish stored, with every time in UTC to the
 // nanosecond, evidence numbers intact, and the columns and check rows filled for queries.
 func TestRoundTrip(t *testing.T) {

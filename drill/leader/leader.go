@@ -4,7 +4,7 @@
 // The identity needs get, create and update on leases (API group coordination.k8s.io) in the
 // Lease's namespace; Run stops with an *AccessError that says so when the API server refuses.
 //
-// CONTRACT (issue 5): cmd/firedrill/serve.go is written against the exported names below.
+// CONTRACT (issue 5): the service package is written against the exported names below.
 package leader
 
 import (

@@ -1,7 +1,6 @@
 package leader
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 )
@@ -39,27 +39,9 @@ const (
 	patience = 90 * time.Second
 )
 
-// syncBuffer collects the electors' logs, shown when a test fails.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func testLogger(t *testing.T) *slog.Logger {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &testkit.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("LEADER_TEST_LOGS") != "" {
 			t.Logf("elector logs:\n%s", buf)

@@ -11,10 +11,12 @@ import (
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 )
 
 func TestQuietCancelDemotesExpectedErrors(t *testing.T) {
-	buf := &syncBuffer{}
+	buf := &testkit.Buffer{}
 	log := logr.FromSlogHandler(quietCancel{slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo})}).WithValues("lock", "ns/firedrill")
 	lease := schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
 

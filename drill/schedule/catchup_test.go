@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 )
 
 // seed puts a passed scheduled run of scenario for at into the history.
@@ -174,7 +175,7 @@ func TestLeadershipRegainedCatchesUp(t *testing.T) {
 	}
 	c.release <- drill.Passed
 	r.fin.next(t)
-	eventually(t, "the run to end", func() bool { return r.status(t, "hourly").Running == "" })
+	testkit.EventuallyTrue(t, wait, "the run to end", func() bool { return r.status(t, "hourly").Running == "" })
 
 	// Regained at 13:05: 12:00 was missed (the other leader was down too), 13:00 is started.
 	r.clock.Set(date("2026-03-02T13:05:00Z"))
@@ -206,7 +207,7 @@ func TestTwoReplicasNeverDoubleRun(t *testing.T) {
 	b.loop(t)
 	bothIdle := func() {
 		t.Helper()
-		eventually(t, "both replicas to sleep", func() bool { return clock.sleepers() == 2 })
+		testkit.EventuallyTrue(t, wait, "both replicas to sleep", func() bool { return clock.sleepers() == 2 })
 	}
 	bothIdle()
 
@@ -220,7 +221,7 @@ func TestTwoReplicasNeverDoubleRun(t *testing.T) {
 	}
 	idle := func() {
 		t.Helper()
-		eventually(t, "the duplicate run to be dropped", func() bool {
+		testkit.EventuallyTrue(t, wait, "the duplicate run to be dropped", func() bool {
 			n := 0
 			for _, r := range []*rig{a, b} {
 				if r.status(t, "hourly").Running != "" {
@@ -248,7 +249,7 @@ func TestTwoReplicasNeverDoubleRun(t *testing.T) {
 	clock.Set(date("2026-03-02T11:00:00Z"))
 	bothIdle()
 	c.release <- drill.Passed
-	eventually(t, "every run of 11:00 to be decided", func() bool {
+	testkit.EventuallyTrue(t, wait, "every run of 11:00 to be decided", func() bool {
 		return len(hist.records("hourly", "")) == 4 // seed, missed, 10:00, 11:00
 	})
 	seen := map[time.Time]int{}
@@ -267,7 +268,7 @@ func TestTwoReplicasNeverDoubleRun(t *testing.T) {
 		c.release <- drill.Passed
 	default:
 	}
-	eventually(t, "runs to end", func() bool {
+	testkit.EventuallyTrue(t, wait, "runs to end", func() bool {
 		return a.status(t, "hourly").Running == "" && b.status(t, "hourly").Running == ""
 	})
 }
@@ -301,8 +302,8 @@ func TestDuplicateFromOtherReplicaDoesNothing(t *testing.T) {
 	}
 	r.s.Update([]Entry{entry(scenario("nightly", "0 3 * * *", "")), entry(scenario("hourly", "0 * * * *", ""))})
 	r.start(t)
-	eventually(t, "the duplicate run to be dropped", func() bool {
-		return r.log.count("another replica has it") == 2 && r.status(t, "hourly").Running == ""
+	testkit.EventuallyTrue(t, wait, "the duplicate run to be dropped", func() bool {
+		return strings.Count(r.log.String(), "another replica has it") == 2 && r.status(t, "hourly").Running == ""
 	})
 	r.run.none(t)
 	if n := r.fin.count(); n != 0 {

@@ -1,18 +1,17 @@
 package schedule
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/history"
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
@@ -258,7 +257,7 @@ type rig struct {
 	hist  *fakeHistory
 	run   *fakeRunner
 	fin   *finished
-	log   *syncBuffer
+	log   *testkit.Buffer
 }
 
 var testRunner = drill.RunnerInfo{Host: "replica-1", PID: 4242}
@@ -273,7 +272,7 @@ func newRig(t *testing.T, now time.Time, opts Options) *rig {
 // newRigOn makes a scheduler on a shared clock and history (two replicas).
 func newRigOn(t *testing.T, clock *fakeClock, hist *fakeHistory, opts Options) *rig {
 	t.Helper()
-	r := &rig{clock: clock, hist: hist, run: newRunner(hist, clock.Now), fin: newFinished(), log: &syncBuffer{}}
+	r := &rig{clock: clock, hist: hist, run: newRunner(hist, clock.Now), fin: newFinished(), log: &testkit.Buffer{}}
 	opts.Run, opts.History, opts.Now, opts.OnFinish = r.run.run, hist, clock.Now, r.fin.add
 	opts.Logger = slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if opts.Runner == (drill.RunnerInfo{}) {
@@ -317,7 +316,7 @@ func (r *rig) loop(t *testing.T) {
 // idle waits until the loop waits on its timer, i.e. has acted on everything due.
 func (r *rig) idle(t *testing.T) {
 	t.Helper()
-	eventually(t, "the scheduler to wait for its next time", func() bool { return r.clock.sleepers() > 0 })
+	testkit.EventuallyTrue(t, wait, "the scheduler to wait for its next time", func() bool { return r.clock.sleepers() > 0 })
 }
 
 // advance sets the clock and waits until the loop sleeps again.
@@ -338,17 +337,6 @@ func (r *rig) status(t *testing.T, name string) Status {
 	return Status{}
 }
 
-func eventually(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // scenario builds a scenario in code: the scheduler reads only its name, labels and schedule.
 func scenario(name, schedule, tz string) *scenarios.Scenario {
 	return &scenarios.Scenario{
@@ -361,25 +349,6 @@ func scenario(name, schedule, tz string) *scenarios.Scenario {
 func entry(sc *scenarios.Scenario) Entry {
 	return Entry{File: "/scenarios/" + sc.Metadata.Name + ".yaml", Scenario: sc}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func (b *syncBuffer) count(s string) int { return strings.Count(b.String(), s) }
 
 func date(s string) time.Time {
 	t, err := time.Parse(time.RFC3339, s)

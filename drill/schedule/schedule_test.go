@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
@@ -41,7 +42,7 @@ func TestScheduledRunStartsOnTime(t *testing.T) {
 	if rec.ID != c.trig.ID || rec.Result != drill.Passed {
 		t.Errorf("OnFinish got %s %s, want %s passed", rec.ID, rec.Result, c.trig.ID)
 	}
-	eventually(t, "the run to end", func() bool { return r.status(t, "hourly").Running == "" })
+	testkit.EventuallyTrue(t, wait, "the run to end", func() bool { return r.status(t, "hourly").Running == "" })
 	if got := r.status(t, "hourly").NextRun; !got.Equal(date("2026-03-02T12:00:00Z")) {
 		t.Errorf("NextRun after the run = %v, want 12:00", got)
 	}
@@ -75,7 +76,7 @@ func TestOverlapIsSkipped(t *testing.T) {
 	if rec := r.fin.next(t); rec.ID != first.trig.ID || rec.Result != drill.Failed {
 		t.Errorf("OnFinish got %s %s, want the first run failed", rec.ID, rec.Result)
 	}
-	eventually(t, "the run to end", func() bool { return r.status(t, "slow").Running == "" })
+	testkit.EventuallyTrue(t, wait, "the run to end", func() bool { return r.status(t, "slow").Running == "" })
 	r.advance(t, date("2026-03-02T13:00:00Z"))
 	r.run.next(t).release <- drill.Passed
 	r.fin.next(t)
@@ -134,7 +135,7 @@ func TestGlobalLimitQueuesInOrder(t *testing.T) {
 	for _, c := range running {
 		c.release <- drill.Passed
 	}
-	eventually(t, "every run to end", func() bool { return r.fin.count() == 5 })
+	testkit.EventuallyTrue(t, wait, "every run to end", func() bool { return r.fin.count() == 5 })
 }
 
 func TestTrigger(t *testing.T) {
@@ -159,7 +160,7 @@ func TestTrigger(t *testing.T) {
 	}
 	c.release <- drill.Passed
 	r.fin.next(t)
-	eventually(t, "the run to end", func() bool { return r.status(t, "manual").Running == "" })
+	testkit.EventuallyTrue(t, wait, "the run to end", func() bool { return r.status(t, "manual").Running == "" })
 	if _, err := r.s.Trigger(ctx, "manual", "bob"); err != nil {
 		t.Errorf("Trigger after the run ended: %v", err)
 	}
@@ -225,7 +226,7 @@ func TestUpdateKeepsLastGoodVersion(t *testing.T) {
 	if rec := r.fin.next(t); rec.ID != c.trig.ID {
 		t.Errorf("finished %s, want %s", rec.ID, c.trig.ID)
 	}
-	eventually(t, "the run to end", func() bool { return r.status(t, "shop").Running == "" })
+	testkit.EventuallyTrue(t, wait, "the run to end", func() bool { return r.status(t, "shop").Running == "" })
 	r.advance(t, date("2026-03-02T11:30:00Z"))
 	c = r.run.next(t)
 	if c.sc != v2 {
@@ -248,7 +249,7 @@ func TestUpdateKeepsLastGoodVersion(t *testing.T) {
 	c.release <- drill.Passed
 	r.fin.next(t)
 	r.s.Update(nil)
-	eventually(t, "the removed scenario to be forgotten", func() bool {
+	testkit.EventuallyTrue(t, wait, "the removed scenario to be forgotten", func() bool {
 		r.s.mu.Lock()
 		defer r.s.mu.Unlock()
 		return len(r.s.states) == 0
@@ -403,7 +404,7 @@ func TestTimeZoneAcrossDST(t *testing.T) {
 		}
 		c.release <- drill.Passed
 		r.fin.next(t)
-		eventually(t, "the run to end", func() bool { return r.status(t, "berlin").Running == "" })
+		testkit.EventuallyTrue(t, wait, "the run to end", func() bool { return r.status(t, "berlin").Running == "" })
 	}
 	if st := r.status(t, "berlin"); st.Interval != 24*time.Hour {
 		t.Errorf("interval after the change = %v, want 24h", st.Interval)

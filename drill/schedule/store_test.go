@@ -9,17 +9,22 @@ import (
 
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/history"
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
 // gateDriver is a drill that passes once its gate opens.
 type gateDriver struct{ gate chan struct{} }
 
-func (d gateDriver) Preflight(context.Context, *drill.RunContext) error { return nil }
-func (d gateDriver) Backup(context.Context, *drill.RunContext) (drill.BackupRecord, error) {
+func (d gateDriver) Kind() string { return "etcd" }
+func (d gateDriver) NewRun(*scenarios.Scenario, *drill.RunContext) (drill.Run, error) {
+	return d, nil
+}
+func (d gateDriver) Preflight(context.Context) error { return nil }
+func (d gateDriver) Backup(context.Context) (drill.BackupRecord, error) {
 	return drill.BackupRecord{Kind: "etcd-snapshot", Source: "take"}, nil
 }
-func (d gateDriver) Restore(ctx context.Context, _ *drill.RunContext) error {
+func (d gateDriver) Restore(ctx context.Context) error {
 	select {
 	case <-d.gate:
 		return nil
@@ -27,14 +32,18 @@ func (d gateDriver) Restore(ctx context.Context, _ *drill.RunContext) error {
 		return context.Cause(ctx)
 	}
 }
-func (d gateDriver) Verify(context.Context, *drill.RunContext) []drill.CheckRecord {
-	return []drill.CheckRecord{{Name: "etcdIntegrity", Type: "etcdIntegrity", Result: drill.Passed, Message: "ok"}}
+func (d gateDriver) Checks(restored bool) []drill.Check {
+	c := drill.Check{Name: "etcdIntegrity", Type: "etcdIntegrity"}
+	if restored {
+		c.Run = func(context.Context) drill.CheckOutcome {
+			return drill.CheckOutcome{Result: drill.Passed, Message: "ok"}
+		}
+	}
+	return []drill.Check{c}
 }
-func (d gateDriver) NotVerified(reason string) []drill.CheckRecord {
-	return []drill.CheckRecord{{Name: "etcdIntegrity", Type: "etcdIntegrity", Result: drill.Skipped, Message: reason}}
-}
-func (d gateDriver) Cleanup(context.Context, *drill.RunContext, bool) error { return nil }
-func (d gateDriver) Plan() drill.Plan                                       { return drill.Plan{} }
+func (d gateDriver) Target() *drill.TargetRecord         { return nil }
+func (d gateDriver) Cleanup(context.Context, bool) error { return nil }
+func (d gateDriver) Plan(*drill.Plan)                    {}
 
 // TestReplicasOnSQLiteHistory runs two schedulers against one real history store and the
 // real drill.Runner: the store's duplicate rule, as the runner reports it, must keep them
@@ -89,9 +98,9 @@ func TestReplicasOnSQLiteHistory(t *testing.T) {
 		return s
 	}
 	a, b := replica("a"), replica("b")
-	eventually(t, "both replicas to catch up", func() bool { return clock.sleepers() == 2 })
+	testkit.EventuallyTrue(t, wait, "both replicas to catch up", func() bool { return clock.sleepers() == 2 })
 	// A replica that lost the race has returned from its run; the winner waits at the gate.
-	eventually(t, "one run of 10:00 in flight", func() bool {
+	testkit.EventuallyTrue(t, wait, "one run of 10:00 in flight", func() bool {
 		n := 0
 		for _, s := range []*Scheduler{a, b} {
 			if s.Scenarios()[0].Running != "" {
@@ -101,7 +110,7 @@ func TestReplicasOnSQLiteHistory(t *testing.T) {
 		return n == 1
 	})
 	close(gate)
-	eventually(t, "the run to end", func() bool {
+	testkit.EventuallyTrue(t, wait, "the run to end", func() bool {
 		return a.Scenarios()[0].Running == "" && b.Scenarios()[0].Running == ""
 	})
 

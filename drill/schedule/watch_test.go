@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 )
 
 // scenarioYAML is a valid scenario; extra is appended to its spec.
@@ -90,7 +92,7 @@ func TestWatcherReloads(t *testing.T) {
 	write(t, a, scenarioYAML("shop", "@hourly", ""))
 	write(t, filepath.Join(dir, "notes.txt"), "not a scenario")
 	write(t, filepath.Join(dir, ".hidden.yaml"), "not: loaded")
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	w, err := NewWatcher(dir, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +122,7 @@ func TestWatcherReloads(t *testing.T) {
 	if e := byFile(es, "a.yaml"); e.Scenario == nil || e.Scenario.Spec.Schedule != "0 3 * * *" || !strings.Contains(e.Err.Error(), "bogus") {
 		t.Errorf("broken entry = %+v, want the last good version (0 3 * * *) and an error naming the field", e)
 	}
-	if n := logs.count("scenario file does not load"); n != 1 {
+	if n := strings.Count(logs.String(), "scenario file does not load"); n != 1 {
 		t.Errorf("error logged %d times, want once:\n%s", n, logs)
 	}
 
@@ -154,7 +156,7 @@ func TestWatcherReloadsOnSignal(t *testing.T) {
 	dir, certs := t.TempDir(), t.TempDir()
 	ca := filepath.Join(certs, "ca.pem")
 	write(t, filepath.Join(dir, "tls.yaml"), scenarioYAML("tls", "@daily", "\n        tls: {caFile: "+ca+"}"))
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	w, err := NewWatcher(dir, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +169,7 @@ func TestWatcherReloadsOnSignal(t *testing.T) {
 	next("the first load", func([]Entry) bool { return true })
 	reload <- struct{}{}
 	next("a reload", func([]Entry) bool { return true })
-	if n := logs.count("scenario file does not load"); n != 1 {
+	if n := strings.Count(logs.String(), "scenario file does not load"); n != 1 {
 		t.Errorf("unchanged error logged %d times, want once:\n%s", n, logs)
 	}
 

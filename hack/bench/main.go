@@ -1,7 +1,8 @@
-// Command bench runs firedrill's etcd operations side by side with the etcd tools they replace,
+// Command bench runs firedrill side by side with the etcd tools it replaces, the etcd operations
 // on a sandbox etcd holding at least -size of Kubernetes objects, and prints the ratios:
 //
-//	firedrill snapshot etcd   vs  etcdctl snapshot save     (target ≤ 1.1× time, ≤ 100 MiB peak RSS)
+//	firedrill version         vs  etcdctl version           (start-up: target ≤ 2× time)
+//	firedrill snapshot etcd   vs  etcdctl snapshot save     (target ≤ 1.1× time, ≤ 1.2× peak RSS)
 //	firedrill restore etcd    vs  etcdutl snapshot restore  (target ≤ 1.1×)
 //	etcdObjectsDecode check   vs  etcdutl snapshot status   (target ≤ 3×)
 //
@@ -11,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -41,9 +43,10 @@ func main() {
 	rounds := flag.Int("rounds", 3, "measurements per tool and operation")
 	binDir := flag.String("bin", sandbox.FindBinDir(), "directory with firedrill, etcdctl and etcdutl")
 	endpoint := flag.String("endpoint", "", "use this etcd instead of starting a sandbox; it is filled only up to -size")
-	only := flag.String("only", "", "run only these operations, comma-separated: snapshot, restore, decode (restore needs snapshot)")
+	only := flag.String("only", "", "run only these operations, comma-separated: startup, snapshot, restore, decode (restore needs snapshot)")
+	startupRounds := flag.Int("startup-rounds", 30, "measurements per tool of start-up (version)")
 	flag.Parse()
-	if err := run(*size, *rounds, *binDir, *endpoint, *only); err != nil {
+	if err := run(*size, *rounds, *startupRounds, *binDir, *endpoint, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -61,14 +64,36 @@ type result struct {
 	rssKiB    int64         // peak resident memory; 0 when measured in this process
 }
 
-func run(size int64, rounds int, binDir, endpoint, only string) error {
+func run(size int64, rounds, startupRounds int, binDir, endpoint, only string) error {
 	ctx := context.Background()
 	want := func(op string) bool { return only == "" || slices.Contains(strings.Split(only, ","), op) }
+	bin := func(name string) string { return filepath.Join(binDir, name) }
 	work, err := os.MkdirTemp("", "firedrill-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
+	t, err := buildTimer(work)
+	if err != nil {
+		return err
+	}
+	// Start-up first, on a quiet machine: before the sandbox runs and fills etcd.
+	start := &measure{op: "start-up", peer: "etcdctl version", ours: "firedrill version", target: "≤ 2×"}
+	if want("startup") {
+		fmt.Printf("start-up: %d rounds of version ...\n", startupRounds)
+		for i := range startupRounds {
+			if err := start.pair(t, i, []string{bin("etcdctl"), "version"}, []string{bin("firedrill"), "version"}); err != nil {
+				return err
+			}
+		}
+	}
+	snap := &measure{op: "snapshot", peer: "etcdctl snapshot save", ours: "firedrill snapshot etcd", target: "≤ 1.1×, RSS ≤ 1.2×"}
+	rest := &measure{op: "restore", peer: "etcdutl snapshot restore", ours: "firedrill restore etcd", target: "≤ 1.1×"}
+	dec := &measure{op: "decode all", peer: "etcdutl snapshot status", ours: "etcdObjectsDecode check", target: "≤ 3×"}
+	if !want("snapshot") && !want("restore") && !want("decode") {
+		return report(nil, []*measure{start}, 0, startupRounds)
+	}
+
 	ep := endpoint
 	if ep == "" {
 		fmt.Printf("starting a sandbox etcd in %s ...\n", work)
@@ -86,16 +111,12 @@ func run(size int64, rounds int, binDir, endpoint, only string) error {
 	}
 	fmt.Printf("%d objects in etcd\n", n)
 
-	bin := func(name string) string { return filepath.Join(binDir, name) }
-	snap := &measure{op: "snapshot", peer: "etcdctl snapshot save", ours: "firedrill snapshot etcd", target: "≤ 1.1×, ≤ 100 MiB"}
-	rest := &measure{op: "restore", peer: "etcdutl snapshot restore", ours: "firedrill restore etcd", target: "≤ 1.1×"}
-	dec := &measure{op: "decode all", peer: "etcdutl snapshot status", ours: "etcdObjectsDecode check", target: "≤ 3×"}
 	file := filepath.Join(work, "bench.db")
 	for i := range rounds {
 		fmt.Printf("round %d/%d\n", i+1, rounds)
 		p1, p2 := filepath.Join(work, fmt.Sprintf("ctl-%d.db", i)), filepath.Join(work, fmt.Sprintf("fd-%d.db", i))
 		if want("snapshot") || i == 0 {
-			if err := snap.pair(i, []string{bin("etcdctl"), "--endpoints", ep, "snapshot", "save", p1},
+			if err := snap.pair(t, i, []string{bin("etcdctl"), "--endpoints", ep, "snapshot", "save", p1},
 				[]string{bin("firedrill"), "snapshot", "etcd", "--endpoints", ep, "--out", p2}); err != nil {
 				return err
 			}
@@ -106,7 +127,7 @@ func run(size int64, rounds int, binDir, endpoint, only string) error {
 			continue
 		}
 		d1, d2 := filepath.Join(work, fmt.Sprintf("utl-%d", i)), filepath.Join(work, fmt.Sprintf("fdr-%d", i))
-		if err := rest.pair(i, []string{bin("etcdutl"), "snapshot", "restore", file, "--data-dir", d1, "--bump-revision", "1000000000", "--mark-compacted"},
+		if err := rest.pair(t, i, []string{bin("etcdutl"), "snapshot", "restore", file, "--data-dir", d1, "--bump-revision", "1000000000", "--mark-compacted"},
 			[]string{bin("firedrill"), "restore", "etcd", file, "--data-dir", d2, "--bump-revision", "1000000000", "--mark-compacted"}); err != nil {
 			return err
 		}
@@ -114,29 +135,49 @@ func run(size int64, rounds int, binDir, endpoint, only string) error {
 		os.RemoveAll(d2)
 	}
 	if want("decode") {
-		if err := decode(ctx, work, file, rounds, bin, dec); err != nil {
+		if err := decode(ctx, t, work, file, rounds, bin, dec); err != nil {
 			return err
 		}
 	}
 
+	if !want("snapshot") {
+		snap.oursR, snap.peerR = nil, nil // taken only as the file to restore
+	}
 	st, _ := os.Stat(file)
-	fmt.Printf("\nsnapshot size %d MiB, %d objects, %d rounds; medians; CPU is user+system time; RSS is the peak resident memory of any round\n\n", st.Size()>>20, n, rounds)
+	return report(st, []*measure{start, snap, rest, dec}, n, rounds)
+}
+
+// report prints the table of ratios and every round of the etcd operations.
+func report(snapshot os.FileInfo, ms []*measure, objects, rounds int) error {
+	fmt.Println()
+	if snapshot != nil {
+		fmt.Printf("snapshot size %d MiB, %d objects, %d rounds; ", snapshot.Size()>>20, objects, rounds)
+	}
+	fmt.Printf("medians; CPU is user+system time; RSS is the peak resident memory of any round\n\n")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "operation\tpeer\tfiredrill\tratio\tpeer CPU\tfiredrill CPU\tpeer RSS\tfiredrill RSS\ttarget")
-	for _, m := range []*measure{snap, rest, dec} {
-		if len(m.oursR) == 0 || (m == snap && !want("snapshot")) {
+	fmt.Fprintln(tw, "operation\tpeer\tfiredrill\tratio\tpeer CPU\tfiredrill CPU\tpeer RSS\tfiredrill RSS\tRSS ratio\ttarget")
+	for _, m := range ms {
+		if len(m.oursR) == 0 {
 			continue
 		}
 		pw, ow := median(m.peerR, wall), median(m.oursR, wall)
-		fmt.Fprintf(tw, "%s\t%s %s\t%s %s\t%.2f×\t%s\t%s\t%s\t%s\t%s\n", m.op, m.peer, pw.Round(time.Millisecond), m.ours, ow.Round(time.Millisecond),
+		pr, or := peakRSS(m.peerR), peakRSS(m.oursR)
+		rssRatio := "-"
+		if pr > 0 && or > 0 {
+			rssRatio = fmt.Sprintf("%.2f×", float64(or)/float64(pr))
+		}
+		fmt.Fprintf(tw, "%s\t%s %s\t%s %s\t%.2f×\t%s\t%s\t%s\t%s\t%s\t%s\n", m.op, m.peer, pw.Round(time.Millisecond), m.ours, ow.Round(time.Millisecond),
 			float64(ow)/float64(pw), median(m.peerR, cpu).Round(time.Millisecond), median(m.oursR, cpu).Round(time.Millisecond),
-			rss(m.peerR), rss(m.oursR), m.target)
+			mib(pr), mib(or), rssRatio, m.target)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if snapshot == nil {
+		return nil
+	}
 	fmt.Println("\nevery round (wall/CPU, the one that ran first marked *):")
-	for _, m := range []*measure{snap, rest, dec} {
+	for _, m := range ms[1:] {
 		for i := range m.oursR {
 			p, o, mp, mo := m.peerR[i], m.oursR[i], "*", ""
 			if i%2 == 1 {
@@ -150,7 +191,7 @@ func run(size int64, rounds int, binDir, endpoint, only string) error {
 }
 
 // decode measures the etcdObjectsDecode check against etcdutl's status, which reads every key too.
-func decode(ctx context.Context, work, file string, rounds int, bin func(string) string, dec *measure) error {
+func decode(ctx context.Context, t timer, work, file string, rounds int, bin func(string) string, dec *measure) error {
 	// The decode check reads a scratch etcd holding the restored snapshot, as in a drill.
 	data := filepath.Join(work, "scratch")
 	if err := etcd.Restore(ctx, etcd.RestoreOptions{SnapshotPath: file, DataDir: data, Name: "bench"}); err != nil {
@@ -170,12 +211,12 @@ func decode(ctx context.Context, work, file string, rounds int, bin func(string)
 		return err
 	}
 	// As in a drill: the check reads the snapshot file that was inspected and restored.
-	target := &verify.EtcdTarget{Restored: scratch.Client(), Snapshot: verify.SnapshotReport{
+	target := &verify.EtcdTarget{Restored: scratch.Client(), Snapshot: etcd.Report{
 		Path: file, SizeBytes: rep.SizeBytes, SHA256: rep.SHA256, HasHash: rep.HasHash, HashMatches: rep.HashMatches,
 		Readable: rep.Readable, ReadError: rep.ReadError, Revision: rep.Revision, TotalKeys: rep.TotalKeys, Version: rep.Version}}
 	for i := range rounds {
 		peer := func() (result, error) {
-			return timeCmd([]string{bin("etcdutl"), "snapshot", "status", file, "-w", "json"})
+			return t.run([]string{bin("etcdutl"), "snapshot", "status", file, "-w", "json"})
 		}
 		ours := func() (result, error) {
 			t0, c0 := time.Now(), selfCPU()
@@ -194,8 +235,8 @@ func decode(ctx context.Context, work, file string, rounds int, bin func(string)
 
 // pair measures both commands once, alternating which goes first so neither always gets the
 // warmer page cache.
-func (m *measure) pair(round int, peer, ours []string) error {
-	return m.pairFunc(round, func() (result, error) { return timeCmd(peer) }, func() (result, error) { return timeCmd(ours) })
+func (m *measure) pair(t timer, round int, peer, ours []string) error {
+	return m.pairFunc(round, func() (result, error) { return t.run(peer) }, func() (result, error) { return t.run(ours) })
 }
 
 func (m *measure) pairFunc(round int, peer, ours func() (result, error)) error {
@@ -222,20 +263,39 @@ func (m *measure) pairFunc(round int, peer, ours func() (result, error)) error {
 	return nil
 }
 
-// timeCmd runs a command and returns its wall time, CPU time and peak RSS.
-func timeCmd(args []string) (result, error) {
-	cmd := exec.Command(args[0], args[1:]...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	t0 := time.Now()
+// timer is the path of the rusage helper (./rusage), through which every command is measured:
+// a child of this process would report this process's peak memory as its own.
+type timer string
+
+// buildTimer builds the rusage helper into dir.
+func buildTimer(dir string) (timer, error) {
+	path := filepath.Join(dir, "rusage")
+	out, err := exec.Command("go", "build", "-o", path, "github.com/firedrill-dev/firedrill/hack/bench/rusage").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build the rusage helper: %v\n%s", err, out)
+	}
+	return timer(path), nil
+}
+
+// run runs a command and returns its wall time, CPU time and peak RSS.
+func (t timer) run(args []string) (result, error) {
+	cmd := exec.Command(string(t), args...)
+	var usage, out strings.Builder
+	cmd.Stdout, cmd.Stderr = &usage, &out
 	if err := cmd.Run(); err != nil {
 		return result{}, fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
-	r := result{wall: time.Since(t0), cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.rssKiB = ru.Maxrss
+	var u struct {
+		WallNs, CPUNs, MaxRSSKiB int64
+		Exit                     int
 	}
-	return r, nil
+	if err := json.Unmarshal([]byte(usage.String()), &u); err != nil {
+		return result{}, fmt.Errorf("%s: rusage: %v: %q", strings.Join(args, " "), err, usage.String())
+	}
+	if u.Exit != 0 {
+		return result{}, fmt.Errorf("%s: exit status %d\n%s", strings.Join(args, " "), u.Exit, out.String())
+	}
+	return result{wall: time.Duration(u.WallNs), cpu: time.Duration(u.CPUNs), rssKiB: u.MaxRSSKiB}, nil
 }
 
 func selfCPU() time.Duration {
@@ -303,13 +363,18 @@ func median(rs []result, f func(result) time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func rss(rs []result) string {
+// peakRSS is the largest peak resident memory of rs in KiB, 0 when none was measured.
+func peakRSS(rs []result) int64 {
 	var m int64
 	for _, r := range rs {
 		m = max(m, r.rssKiB)
 	}
-	if m == 0 {
+	return m
+}
+
+func mib(kib int64) string {
+	if kib == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d MiB", m>>10)
+	return fmt.Sprintf("%.1f MiB", float64(kib)/1024)
 }

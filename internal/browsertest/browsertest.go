@@ -38,3 +38,21 @@ func Start(t testing.TB, extra ...chromedp.ExecAllocatorOption) (context.Context
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	return ctx, path
 }
+
+// Open loads url, waits until selector is visible, and returns a function that evaluates
+// JavaScript returning a string on the page; either failing fails the test. browser is Start's
+// path, for the message.
+func Open(t testing.TB, ctx context.Context, browser, url, selector string) (eval func(js string) string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(selector))); err != nil {
+		t.Fatalf("start chromium (%s) and load %s: %v", browser, url, err)
+	}
+	return func(js string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		return s
+	}
+}

@@ -8,7 +8,7 @@
 // shared test machine costs seconds. As root, initdb and postgres (which refuse root) run as the
 // user nobody.
 //
-// CONTRACT (issue 5): history's tests and cmd/firedrill's serve tests are written against it.
+// CONTRACT (issue 5): the tests of history, service and cmd/firedrill's serve are written against it.
 package pgtest
 
 import (

@@ -13,12 +13,17 @@ import (
 )
 
 // Start starts a sandbox for t alone and stops it when t ends. Options.Dir defaults to a
-// temporary directory of t.
+// temporary directory of t. With Options.RealNode it first waits until no other test binary uses
+// the machine's real node (a package's real-node tests use either Start or Shared, not both).
 func Start(t testing.TB, opts sandbox.Options) *sandbox.Sandbox {
 	t.Helper()
 	skipShort(t)
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
+	}
+	if opts.RealNode {
+		needRealNode(t, opts.BinDir)
+		LockRealNode(t)
 	}
 	sb, err := sandbox.Start(context.Background(), opts)
 	if err != nil {
@@ -39,9 +44,10 @@ var shared struct {
 }
 
 type entry struct {
-	once sync.Once
-	sb   *sandbox.Sandbox
-	err  error
+	once   sync.Once
+	sb     *sandbox.Sandbox
+	err    error
+	unlock func()
 }
 
 // Shared returns the test binary's sandbox for these options, starting it on first use, so that
@@ -61,7 +67,10 @@ func Shared(t testing.TB, opts sandbox.Options) *sandbox.Sandbox {
 	if opts.VeleroStorage != nil {
 		t.Fatal("sandboxtest.Shared starts its own S3 server; use Start for a sandbox on another's storage")
 	}
-	key := fmt.Sprintf("velero=%v nodes=%d readonly=%v", opts.Velero, opts.Nodes, opts.VeleroReadOnly)
+	if opts.RealNode {
+		needRealNode(t, opts.BinDir)
+	}
+	key := fmt.Sprintf("velero=%v nodes=%d readonly=%v realnode=%v netpol=%v", opts.Velero, opts.Nodes, opts.VeleroReadOnly, opts.RealNode, opts.NetworkPolicy)
 	e := shared.byKey[key]
 	if e == nil {
 		e = &entry{}
@@ -70,6 +79,12 @@ func Shared(t testing.TB, opts sandbox.Options) *sandbox.Sandbox {
 	shared.Unlock()
 
 	e.once.Do(func() {
+		if opts.RealNode {
+			// Held until Run stops the shared sandboxes.
+			if e.unlock, e.err = lockRealNode(context.Background(), t.Logf); e.err != nil {
+				return
+			}
+		}
 		dir, err := os.MkdirTemp("", "firedrill-sandbox-")
 		if err != nil {
 			e.err = err
@@ -103,6 +118,9 @@ func Run(m *testing.M) int {
 	shared.Lock()
 	defer shared.Unlock()
 	for _, e := range shared.byKey {
+		if e.unlock != nil {
+			defer e.unlock()
+		}
 		if e.sb == nil {
 			continue
 		}
@@ -117,6 +135,18 @@ func Run(m *testing.M) int {
 		}
 	}
 	return code
+}
+
+// needRealNode fails t, naming what is missing, when this machine cannot run a real node: a test
+// that asks for one must not pass quietly without it.
+func needRealNode(t testing.TB, binDir string) {
+	t.Helper()
+	if binDir == "" {
+		binDir = sandbox.FindBinDir()
+	}
+	if err := sandbox.CanRunRealNode(binDir); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func skipShort(t testing.TB) {

@@ -2,7 +2,7 @@
 // directory from an embedded etcd on loopback.
 //
 // Everything here works on files whose integrity it can prove: Take only renames a snapshot into
-// place once etcd's appended SHA-256 matched, LatestFromS3 only renames a download once every byte
+// place once etcd's appended SHA-256 matched, FromS3 only renames a download once every byte
 // arrived, Inspect reports the hash and bbolt's consistency check, and Restore verifies the hash
 // before it writes a data directory and removes what it wrote when anything fails.
 //

@@ -16,7 +16,7 @@ import (
 )
 
 // S3Options names an S3 (or S3-compatible) bucket and prefix holding snapshots, and where to put
-// the one picked.
+// the one fetched.
 type S3Options struct {
 	// Endpoint is the server's URL (http://127.0.0.1:9000); empty: AWS (s3.amazonaws.com). Without
 	// a scheme, https is used.
@@ -34,47 +34,41 @@ type S3Options struct {
 	// ~/.aws/credentials, profile AWS_PROFILE or default).
 	AccessKey, SecretKey string
 	CredentialsFile      string
-	// DestDir receives the newest object, under its base name, written to a temporary file and
+	// DestDir receives the object fetched, under its base name, written to a temporary file and
 	// renamed once every byte arrived. It must exist.
 	DestDir string
 	// Progress, when set, is called with the bytes downloaded so far; it must return quickly.
 	Progress func(written int64)
 }
 
-// LatestFromS3 lists the objects under Prefix, picks the newest by LastModified among those
-// matching Pattern (SelectedBy "s3-last-modified"; of equal times the key that sorts last) and
-// downloads it atomically into DestDir. Objects ending in .part or .tmp, hidden names and
-// "directory" keys are never picked. The download must be the object as listed (same ETag and
-// size), or it fails.
-//
-// Like LatestFromDir it does not judge the contents: that is the integrity check's job.
-func LatestFromS3(ctx context.Context, opts S3Options) (*Snapshot, error) {
+// Location is where the options point: s3://bucket/prefix.
+func (o S3Options) Location() string { return "s3://" + o.Bucket + "/" + o.Prefix }
+
+// ListS3 lists the objects under Prefix that match Pattern, in key order. Objects ending in .part
+// or .tmp, hidden names and "directory" keys are never listed. None is ErrNoneMatch, saying what
+// to check.
+func ListS3(ctx context.Context, opts S3Options) ([]Listed, error) {
 	if opts.Bucket == "" {
-		return nil, errors.New("latest etcd snapshot in S3: no bucket given")
+		return nil, errors.New("etcd snapshots in S3: no bucket given")
 	}
 	if opts.Pattern == "" {
 		opts.Pattern = "*"
 	}
 	if _, err := path.Match(opts.Pattern, ""); err != nil {
-		return nil, fmt.Errorf("latest etcd snapshot in S3: bad pattern %q: %w", opts.Pattern, err)
-	}
-	if st, err := os.Stat(opts.DestDir); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("latest etcd snapshot in S3: destination directory %q does not exist (create it first)", opts.DestDir)
+		return nil, fmt.Errorf("etcd snapshots in S3: bad pattern %q: %w", opts.Pattern, err)
 	}
 	cli, where, err := newS3Client(opts)
 	if err != nil {
-		return nil, fmt.Errorf("latest etcd snapshot in S3: %w", err)
+		return nil, fmt.Errorf("etcd snapshots in S3: %w", err)
 	}
-	location := "s3://" + opts.Bucket + "/" + opts.Prefix
-
-	var best *minio.ObjectInfo
+	var out []Listed
 	listed := 0
 	for obj := range cli.ListObjects(ctx, opts.Bucket, minio.ListObjectsOptions{Prefix: opts.Prefix, Recursive: true}) {
 		if obj.Err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("latest etcd snapshot in %s: %w", location, ctx.Err())
+				return nil, fmt.Errorf("etcd snapshots in %s: %w", opts.Location(), ctx.Err())
 			}
-			return nil, fmt.Errorf("latest etcd snapshot: list %s at %s: %w", location, where, s3Hint(obj.Err, opts))
+			return nil, fmt.Errorf("etcd snapshots: list %s at %s: %w", opts.Location(), where, s3Hint(obj.Err, opts))
 		}
 		listed++
 		rel := strings.TrimPrefix(strings.TrimPrefix(obj.Key, opts.Prefix), "/")
@@ -84,26 +78,37 @@ func LatestFromS3(ctx context.Context, opts S3Options) (*Snapshot, error) {
 		if ok, _ := path.Match(opts.Pattern, rel); !ok {
 			continue
 		}
-		if best == nil || obj.LastModified.After(best.LastModified) ||
-			(obj.LastModified.Equal(best.LastModified) && obj.Key > best.Key) {
-			o := obj
-			best = &o
-		}
+		out = append(out, Listed{Name: obj.Key, ModTime: obj.LastModified, Size: obj.Size, etag: obj.ETag})
 	}
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("latest etcd snapshot in %s: %w", location, ctx.Err())
+		return nil, fmt.Errorf("etcd snapshots in %s: %w", opts.Location(), ctx.Err())
 	}
-	if best == nil {
-		return nil, fmt.Errorf("latest etcd snapshot: no object under %s at %s matches %q (%d listed): check the prefix, the pattern and that the backup job uploads there", location, where, opts.Pattern, listed)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no object under %s at %s matches %q (%d listed): check the prefix, the pattern and that the backup job uploads there", ErrNoneMatch, opts.Location(), where, opts.Pattern, listed)
 	}
+	return out, nil
+}
 
-	dest := filepath.Join(opts.DestDir, path.Base(best.Key))
-	written, sum, err := downloadS3(ctx, cli, opts, *best, dest)
+// FromS3 downloads the object l that ListS3 listed atomically into DestDir (SelectedBy
+// "s3-last-modified": its time is the object's LastModified). The download must be the object as
+// listed (same ETag and size), or it fails.
+//
+// It does not judge the contents: that is the integrity check's job.
+func FromS3(ctx context.Context, opts S3Options, l Listed) (*Snapshot, error) {
+	if st, err := os.Stat(opts.DestDir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("etcd snapshot in S3: destination directory %q does not exist (create it first)", opts.DestDir)
+	}
+	cli, _, err := newS3Client(opts)
+	if err != nil {
+		return nil, fmt.Errorf("etcd snapshot in S3: %w", err)
+	}
+	dest := filepath.Join(opts.DestDir, path.Base(l.Name))
+	written, sum, err := downloadS3(ctx, cli, opts, minio.ObjectInfo{Key: l.Name, ETag: l.etag, Size: l.Size}, dest)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("latest etcd snapshot: download s3://%s/%s: interrupted: %w", opts.Bucket, best.Key, ctx.Err())
+			return nil, fmt.Errorf("etcd snapshot: download s3://%s/%s: interrupted: %w", opts.Bucket, l.Name, ctx.Err())
 		}
-		return nil, fmt.Errorf("latest etcd snapshot: download s3://%s/%s: %w", opts.Bucket, best.Key, err)
+		return nil, fmt.Errorf("etcd snapshot: download s3://%s/%s: %w", opts.Bucket, l.Name, err)
 	}
 	abs, err := filepath.Abs(dest)
 	if err != nil {
@@ -113,10 +118,10 @@ func LatestFromS3(ctx context.Context, opts S3Options) (*Snapshot, error) {
 		Path:       abs,
 		SHA256:     sum,
 		SizeBytes:  written,
-		Source:     "s3",
-		Location:   location,
-		Name:       best.Key,
-		CreatedAt:  best.LastModified,
+		Source:     SourceS3,
+		Location:   opts.Location(),
+		Name:       l.Name,
+		CreatedAt:  l.ModTime,
 		SelectedBy: "s3-last-modified",
 	}, nil
 }

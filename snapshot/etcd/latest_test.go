@@ -18,9 +18,9 @@ import (
 	"github.com/firedrill-dev/firedrill/snapshot/etcd"
 )
 
-// The newest matching file by mtime wins; files being written, hidden files, directories and
-// names the pattern rejects are passed over even when newer.
-func TestLatestFromDir(t *testing.T) {
+// ListDir lists the matching files with their mtimes; files being written, hidden files,
+// directories and names the pattern rejects are never listed. FromDir hashes the one chosen.
+func TestListDirAndFromDir(t *testing.T) {
 	dir := t.TempDir()
 	base := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
 	put := func(name string, age time.Duration, content string) {
@@ -31,7 +31,7 @@ func TestLatestFromDir(t *testing.T) {
 		}
 	}
 	put("etcd-a.db", 3*time.Hour, "a")
-	put("etcd-c.db", 1*time.Hour, "the newest") // newest by mtime, not by name
+	put("etcd-c.db", 1*time.Hour, "the newest")
 	put("etcd-d.db", 2*time.Hour, "d")
 	put("etcd-z.db.part", -time.Hour, "still being written")
 	put(".etcd-y.db", -time.Hour, "hidden")
@@ -40,14 +40,32 @@ func TestLatestFromDir(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "etcd-w.db"), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Symlink(filepath.Join(dir, "etcd-a.db"), filepath.Join(dir, "link.db")); err != nil {
+		t.Fatal(err)
+	}
 
-	snap, err := etcd.LatestFromDir(dir, "*.db")
+	list, err := etcd.ListDir(dir, "*.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range list {
+		got = append(got, fmt.Sprintf("%s@%s/%d", l.Name, base.Sub(l.ModTime), l.Size))
+	}
+	if want := "etcd-a.db@3h0m0s/1 etcd-c.db@1h0m0s/10 etcd-d.db@2h0m0s/1 link.db@3h0m0s/1"; strings.Join(got, " ") != want {
+		t.Errorf("listed %s, want %s", strings.Join(got, " "), want)
+	}
+	if list, err := etcd.ListDir(dir, "etcd-*.db"); err != nil || len(list) != 3 {
+		t.Errorf("pattern etcd-*.db: %+v, %v", list, err)
+	}
+
+	snap, err := etcd.FromDir(dir, list[1])
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := filepath.Join(dir, "etcd-c.db")
 	if snap.Path != want || snap.Name != "etcd-c.db" || snap.Source != "dir" || snap.Location != dir || snap.SelectedBy != "mtime" {
-		t.Errorf("picked %+v, want %s", snap, want)
+		t.Errorf("fetched %+v, want %s", snap, want)
 	}
 	if !snap.CreatedAt.Equal(base.Add(-time.Hour)) {
 		t.Errorf("CreatedAt %v, want the file's mtime %v", snap.CreatedAt, base.Add(-time.Hour))
@@ -55,15 +73,9 @@ func TestLatestFromDir(t *testing.T) {
 	if snap.SHA256 != sha256File(t, want) || snap.SizeBytes != int64(len("the newest")) {
 		t.Errorf("SHA256 %s size %d", snap.SHA256, snap.SizeBytes)
 	}
-
-	// Same mtime: the name that sorts last.
-	put("etcd-e.db", 1*time.Hour, "tie")
-	if snap, err := etcd.LatestFromDir(dir, "etcd-*.db"); err != nil || snap.Name != "etcd-e.db" {
-		t.Errorf("tie: %+v, %v", snap, err)
-	}
 }
 
-func TestLatestFromDirErrors(t *testing.T) {
+func TestListDirErrors(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "a.db.part"), []byte("x"))
 	for _, tc := range []struct{ dir, pattern, want string }{
@@ -71,15 +83,28 @@ func TestLatestFromDirErrors(t *testing.T) {
 		{dir, "*.db", `no file in ` + dir + ` matches "*.db"`},
 		{dir, "[", "bad pattern"},
 	} {
-		if _, err := etcd.LatestFromDir(tc.dir, tc.pattern); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("LatestFromDir(%s, %q) = %v, want %q", tc.dir, tc.pattern, err, tc.want)
+		if _, err := etcd.ListDir(tc.dir, tc.pattern); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ListDir(%s, %q) = %v, want %q", tc.dir, tc.pattern, err, tc.want)
 		}
+	}
+	if _, err := etcd.ListDir(dir, "*.db"); !errors.Is(err, etcd.ErrNoneMatch) {
+		t.Errorf("nothing matches: %v, want ErrNoneMatch", err)
 	}
 }
 
-// Three snapshots uploaded a second apart under a prefix: the newest matching one is downloaded
-// whole into the destination, with its hash, key and LastModified; nothing else is left there.
-func TestLatestFromS3(t *testing.T) {
+// names lists the keys of what ListS3 found, in its order, with the prefix cut.
+func names(prefix string, list []etcd.Listed) string {
+	var out []string
+	for _, l := range list {
+		out = append(out, strings.TrimPrefix(l.Name, prefix))
+	}
+	return strings.Join(out, " ")
+}
+
+// Three snapshots uploaded a second apart under a prefix: ListS3 lists those matching with their
+// LastModified, FromS3 downloads the one chosen whole into the destination, with its hash, key and
+// LastModified; nothing else is left there.
+func TestListS3AndFromS3(t *testing.T) {
 	sb := sandboxtest.Shared(t, sandboxOpts)
 	s3 := sb.S3()
 	fx := takeFixture(t, 20)
@@ -116,25 +141,28 @@ func TestLatestFromS3(t *testing.T) {
 		ForcePathStyle: true, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey,
 	}
 	// "*.db" does not cross "/": nested/snap-2.db is not a match.
-	opts.DestDir = t.TempDir()
-	snap, err := etcd.LatestFromS3(ctx, opts)
+	list, err := etcd.ListS3(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if snap.Name != prefix+"snap-1.db" {
-		t.Errorf("with *.db picked %s, want %ssnap-1.db", snap.Name, prefix)
+	if got := names(prefix, list); got != "snap-1.db snap-3.db" || !list[1].ModTime.Before(list[0].ModTime) {
+		t.Errorf("with *.db listed %s (%v, %v), want snap-1.db snap-3.db, snap-3.db older", got, list[0].ModTime, list[1].ModTime)
 	}
 
 	opts.Pattern, opts.DestDir = "*/*.db", t.TempDir()
 	var progress int64
 	opts.Progress = func(n int64) { progress = n }
-	snap, err = etcd.LatestFromS3(ctx, opts)
+	list, err = etcd.ListS3(ctx, opts)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("with */*.db: %+v, %v", list, err)
+	}
+	snap, err := etcd.FromS3(ctx, opts, list[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if snap.Name != prefix+"nested/snap-2.db" || snap.Source != "s3" || snap.SelectedBy != "s3-last-modified" ||
 		snap.Location != "s3://"+s3.Bucket+"/"+prefix {
-		t.Errorf("picked %+v", snap)
+		t.Errorf("fetched %+v", snap)
 	}
 	if snap.Path != filepath.Join(opts.DestDir, "snap-2.db") || snap.SizeBytes != int64(len(data)) || progress != snap.SizeBytes {
 		t.Errorf("downloaded to %s, %d bytes (progress %d), want %d", snap.Path, snap.SizeBytes, progress, len(data))
@@ -152,10 +180,17 @@ func TestLatestFromS3(t *testing.T) {
 		t.Errorf("downloaded snapshot: %+v %v %v", r, err, r.Err())
 	}
 
-	// Pattern "" matches everything except temporary objects: readme.txt is the newest.
-	opts.Pattern, opts.DestDir = "", t.TempDir()
-	if snap, err := etcd.LatestFromS3(ctx, opts); err != nil || snap.Name != prefix+"readme.txt" {
-		t.Errorf("empty pattern: %+v, %v", snap, err)
+	// Pattern "" matches every name at the top, except temporary objects.
+	opts.Pattern = ""
+	if list, err := etcd.ListS3(ctx, opts); err != nil || names(prefix, list) != "readme.txt snap-1.db snap-3.db" {
+		t.Errorf("empty pattern: %s, %v", names(prefix, list), err)
+	}
+	opts.Pattern = "*/*.db"
+
+	// The object listed is the object downloaded: one replaced since is refused.
+	upload("nested/snap-2.db", []byte("replaced by the backup job"))
+	if _, err := etcd.FromS3(ctx, opts, list[0]); err == nil || !strings.Contains(err.Error(), "changed") {
+		t.Errorf("replaced object: %v", err)
 	}
 
 	for _, tc := range []struct {
@@ -174,7 +209,7 @@ func TestLatestFromS3(t *testing.T) {
 			o := opts
 			o.DestDir = t.TempDir()
 			tc.mutate(&o)
-			_, err := etcd.LatestFromS3(ctx, o)
+			_, err := fetchFirst(ctx, o)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -190,10 +225,19 @@ func TestLatestFromS3(t *testing.T) {
 		[]byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", s3.AccessKey, s3.SecretKey)))
 	o := opts
 	o.AccessKey, o.SecretKey, o.CredentialsFile, o.Pattern, o.DestDir = "", "", credFile, "*/*.db", t.TempDir()
-	if _, err := etcd.LatestFromS3(ctx, o); err != nil {
+	if _, err := fetchFirst(ctx, o); err != nil {
 		t.Errorf("with a credentials file: %v", err)
 	}
-	if _, err := etcd.LatestFromS3(ctx, etcd.S3Options{Bucket: s3.Bucket, DestDir: t.TempDir(), CredentialsFile: "/nonexistent"}); err == nil || !errors.Is(err, os.ErrNotExist) {
+	if _, err := fetchFirst(ctx, etcd.S3Options{Bucket: s3.Bucket, DestDir: t.TempDir(), CredentialsFile: "/nonexistent"}); err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing credentials file: %v", err)
 	}
+}
+
+// fetchFirst lists and downloads the first object listed, as a drill does with the one it chose.
+func fetchFirst(ctx context.Context, o etcd.S3Options) (*etcd.Snapshot, error) {
+	list, err := etcd.ListS3(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return etcd.FromS3(ctx, o, list[0])
 }

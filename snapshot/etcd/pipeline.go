@@ -3,7 +3,8 @@ package etcd
 // hashPipeline hashes chunks on a goroutine of its own, so that hashing overlaps with receiving
 // and writing instead of adding to them: on a busy control-plane node that is the difference
 // between keeping pace with `etcdctl snapshot save`, which does not hash, and falling behind it.
-// Memory is bounded by the buffers in flight.
+// Memory is bounded by the buffers in flight: four — one being received and written, one being
+// hashed, two queued so that neither side waits on the other's jitter.
 type hashPipeline struct {
 	d    *digester
 	todo chan []byte
@@ -12,7 +13,7 @@ type hashPipeline struct {
 }
 
 const (
-	pipelineBuffers = 8
+	pipelineBuffers = 4
 	pipelineBufSize = 256 << 10
 )
 

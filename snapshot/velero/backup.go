@@ -12,6 +12,7 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	"github.com/vmware-tanzu/velero/pkg/label"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -32,10 +33,17 @@ type BackupInfo struct {
 	Errors, Warnings   int
 	IncludedNamespaces []string
 	ExcludedNamespaces []string
+	// What the backup's spec selects, for comparing it with the live source.
+	IncludedResources, ExcludedResources []string
+	// The newer filters for namespaced resources (Velero uses one kind or the other).
+	IncludedNamespaceScopedResources, ExcludedNamespaceScopedResources []string
+	LabelSelector                                                      *metav1.LabelSelector
+	OrLabelSelectors                                                   []*metav1.LabelSelector
 	// Schedule is the Schedule that made the backup (label velero.io/schedule-name), if any.
 	Schedule string
-	// Skipped lists newer backups of the schedule that LatestFromSchedule passed over, and why.
-	Skipped []string
+	// Unusable says why a drill cannot restore the backup (ListBackups): not Completed, expired,
+	// or being deleted; empty when it can.
+	Unusable string
 }
 
 // Age is how old the backed-up data is at now: the RPO of a drill of this backup.
@@ -48,15 +56,21 @@ func (b *BackupInfo) Age(now time.Time) time.Duration {
 
 func backupInfo(b *velerov1.Backup) *BackupInfo {
 	info := &BackupInfo{
-		Namespace:          b.Namespace,
-		Name:               b.Name,
-		Phase:              string(b.Status.Phase),
-		StorageLocation:    b.Spec.StorageLocation,
-		Errors:             b.Status.Errors,
-		Warnings:           b.Status.Warnings,
-		IncludedNamespaces: slices.Clone(b.Spec.IncludedNamespaces),
-		ExcludedNamespaces: slices.Clone(b.Spec.ExcludedNamespaces),
-		Schedule:           b.Labels[velerov1.ScheduleNameLabel],
+		Namespace:                        b.Namespace,
+		Name:                             b.Name,
+		Phase:                            string(b.Status.Phase),
+		StorageLocation:                  b.Spec.StorageLocation,
+		Errors:                           b.Status.Errors,
+		Warnings:                         b.Status.Warnings,
+		IncludedNamespaces:               slices.Clone(b.Spec.IncludedNamespaces),
+		ExcludedNamespaces:               slices.Clone(b.Spec.ExcludedNamespaces),
+		IncludedResources:                slices.Clone(b.Spec.IncludedResources),
+		ExcludedResources:                slices.Clone(b.Spec.ExcludedResources),
+		IncludedNamespaceScopedResources: slices.Clone(b.Spec.IncludedNamespaceScopedResources),
+		ExcludedNamespaceScopedResources: slices.Clone(b.Spec.ExcludedNamespaceScopedResources),
+		LabelSelector:                    b.Spec.LabelSelector,
+		OrLabelSelectors:                 b.Spec.OrLabelSelectors,
+		Schedule:                         b.Labels[velerov1.ScheduleNameLabel],
 	}
 	if t := b.Status.StartTimestamp; t != nil {
 		info.Started = t.Time
@@ -94,51 +108,56 @@ func (c *Client) GetBackup(ctx context.Context, name string) (*BackupInfo, error
 	return info, nil
 }
 
-// LatestFromSchedule returns the newest Completed backup made by the Schedule (label
-// velero.io/schedule-name) that is neither expired nor being deleted. Newer backups it passed
-// over are listed in Skipped, so that a drill can say its newest backup failed.
-func (c *Client) LatestFromSchedule(ctx context.Context, schedule string) (*BackupInfo, error) {
-	var list velerov1.BackupList
-	if err := c.kube.List(ctx, &list, client.InNamespace(c.namespace),
-		client.MatchingLabels{velerov1.ScheduleNameLabel: label.GetValidName(schedule)}); err != nil {
-		return nil, fmt.Errorf("list backups of schedule %s in namespace %s: %w", schedule, c.namespace, err)
+// ListBackups lists the backups made by schedule (label velero.io/schedule-name) or, when
+// schedule is empty, those carrying the labels of selector, in name order. Each says in Unusable
+// why a drill cannot restore it: not Completed, expired, or being deleted. A schedule that does
+// not exist is ErrBackupNotFound; one that made no backup yet lists none.
+func (c *Client) ListBackups(ctx context.Context, schedule string, selector *scenarios.LabelSelector) ([]*BackupInfo, error) {
+	var (
+		list  velerov1.BackupList
+		match client.ListOption
+		what  = "backups of schedule " + schedule
+	)
+	if schedule != "" {
+		match = client.MatchingLabels{velerov1.ScheduleNameLabel: label.GetValidName(schedule)}
+	} else {
+		ls, err := asSelector(selector)
+		if err != nil {
+			return nil, fmt.Errorf("%w: list backups: %w", ErrUsage, err)
+		}
+		match, what = client.MatchingLabelsSelector{Selector: ls}, "backups labelled "+ls.String()
 	}
-	if len(list.Items) == 0 {
-		hint := ""
+	if err := c.kube.List(ctx, &list, client.InNamespace(c.namespace), match); err != nil {
+		return nil, fmt.Errorf("list %s in namespace %s: %w", what, c.namespace, err)
+	}
+	if len(list.Items) == 0 && schedule != "" {
 		var s velerov1.Schedule
 		if err := c.get(ctx, schedule, &s); isGone(err) {
-			hint = fmt.Sprintf(" and no Schedule %s exists there", schedule)
-		} else if err == nil && s.Status.LastBackup == nil {
-			hint = fmt.Sprintf("; Schedule %s has not made a backup yet", schedule)
+			return nil, fmt.Errorf("%w: no backups of schedule %s in namespace %s and no Schedule %s exists there", ErrBackupNotFound, schedule, c.namespace, schedule)
 		}
-		return nil, fmt.Errorf("%w: no backups of schedule %s in namespace %s%s", ErrBackupNotFound, schedule, c.namespace, hint)
 	}
 	pending, err := c.pendingDeletions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	items := list.Items
-	sort.SliceStable(items, func(i, j int) bool { return startOf(&items[i]).After(startOf(&items[j])) })
 	now := time.Now()
-	var skipped []string
-	for i := range items {
-		b := &items[i]
-		if b.Status.Phase != velerov1.BackupPhaseCompleted {
-			skipped = append(skipped, fmt.Sprintf("%s: %s", b.Name, phaseOrNew(string(b.Status.Phase))))
-			continue
-		}
-		if err := c.usable(b, pending, now); err != nil {
-			skipped = append(skipped, fmt.Sprintf("%s: %v", b.Name, err))
-			continue
-		}
+	out := make([]*BackupInfo, 0, len(list.Items))
+	for i := range list.Items {
+		b := &list.Items[i]
 		info := backupInfo(b)
-		info.Skipped = skipped
-		return info, nil
+		info.Started = startOf(b) // one not started yet is placed by its creation
+		if b.Status.Phase != velerov1.BackupPhaseCompleted {
+			info.Unusable = phaseOrNew(string(b.Status.Phase))
+		} else if err := c.usable(b, pending, now); err != nil {
+			info.Unusable = err.Error()
+		}
+		out = append(out, info)
 	}
-	return nil, fmt.Errorf("%w: none of the %d backups of schedule %s in namespace %s is Completed and usable: %s",
-		ErrBackupNotFound, len(items), schedule, c.namespace, strings.Join(skipped, "; "))
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
+// startOf is when the backup started, or was created if it has not.
 func startOf(b *velerov1.Backup) time.Time {
 	if t := b.Status.StartTimestamp; t != nil {
 		return t.Time
@@ -174,12 +193,16 @@ func (c *Client) pendingDeletions(ctx context.Context) (map[string]bool, error) 
 }
 
 // CreateBackup creates a Backup named name (default "firedrill-<run id>") with the settings of
-// opts (TTL default 24h, volume snapshots off unless asked) and labels plus firedrill's. It
-// returns at once; WaitBackup waits for it.
+// opts (TTL default 24h, volume snapshots off unless asked) and labels plus firedrill's. With
+// opts.DeleteAfter it also carries LabelDeleteAfter, so that the janitor deletes it once expired
+// when the drill could not. It returns at once; WaitBackup waits for it.
 func (c *Client) CreateBackup(ctx context.Context, name string, opts scenarios.VeleroCreate, labels map[string]string) (*BackupInfo, error) {
 	l, err := c.labels(labels)
 	if err != nil {
 		return nil, err
+	}
+	if opts.DeleteAfter {
+		l[LabelDeleteAfter] = "true"
 	}
 	if name == "" {
 		name = "firedrill-" + c.runID
@@ -196,22 +219,40 @@ func (c *Client) CreateBackup(ctx context.Context, name string, opts scenarios.V
 		return nil, fmt.Errorf("%w: create backup %s: %v", ErrUsage, name, err)
 	}
 	b := &velerov1.Backup{
-		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: name, Labels: l},
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: name, Labels: l, Annotations: c.annotations()},
 		Spec: velerov1.BackupSpec{
-			IncludedNamespaces: slices.Clone(opts.IncludedNamespaces),
-			ExcludedNamespaces: slices.Clone(opts.ExcludedNamespaces),
-			IncludedResources:  slices.Clone(opts.IncludedResources),
-			ExcludedResources:  slices.Clone(opts.ExcludedResources),
-			LabelSelector:      sel,
-			StorageLocation:    opts.StorageLocation,
-			TTL:                metav1.Duration{Duration: ttl},
-			SnapshotVolumes:    ptr.To(opts.SnapshotVolumes != nil && *opts.SnapshotVolumes),
+			IncludedNamespaces:       slices.Clone(opts.IncludedNamespaces),
+			ExcludedNamespaces:       slices.Clone(opts.ExcludedNamespaces),
+			IncludedResources:        slices.Clone(opts.IncludedResources),
+			ExcludedResources:        slices.Clone(opts.ExcludedResources),
+			LabelSelector:            sel,
+			StorageLocation:          opts.StorageLocation,
+			TTL:                      metav1.Duration{Duration: ttl},
+			SnapshotVolumes:          ptr.To(opts.SnapshotVolumes != nil && *opts.SnapshotVolumes),
+			DefaultVolumesToFsBackup: ptr.To(opts.DefaultVolumesToFsBackup),
 		},
 	}
 	if err := c.kube.Create(ctx, b); err != nil {
 		return nil, fmt.Errorf("create backup %s/%s: %w", c.namespace, name, err)
 	}
 	return backupInfo(b), nil
+}
+
+func asSelector(s *scenarios.LabelSelector) (labels.Selector, error) {
+	sel, err := labelSelector(s)
+	if err != nil || sel == nil {
+		return labels.Everything(), err
+	}
+	return metav1.LabelSelectorAsSelector(sel)
+}
+
+// SelectorString writes s as kubectl's -l does: team=shop,tier in (gold,silver).
+func SelectorString(s *scenarios.LabelSelector) string {
+	ls, err := asSelector(s)
+	if err != nil {
+		return fmt.Sprintf("%v (invalid: %v)", *s, err)
+	}
+	return ls.String()
 }
 
 func labelSelector(s *scenarios.LabelSelector) (*metav1.LabelSelector, error) {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
@@ -53,7 +54,7 @@ func TestCheckLocationUnavailable(t *testing.T) {
 	}
 	e.create(t, bsl)
 	t.Cleanup(func() { _ = e.kube.Delete(context.Background(), bsl) })
-	eventually(t, time.Minute, "Velero validates "+bsl.Name, func() error {
+	testkit.Eventually(t, time.Minute, "Velero validates "+bsl.Name, func() error {
 		_, err := e.velo.CheckLocation(ctx, bsl.Name)
 		if err == nil || strings.Contains(err.Error(), "not been validated") {
 			return errors.New("not validated yet")
@@ -141,7 +142,7 @@ func TestCreateAndWaitBackupReportsProgress(t *testing.T) {
 	}
 }
 
-func TestLatestFromSchedule(t *testing.T) {
+func TestListBackups(t *testing.T) {
 	t.Parallel()
 	e := sharedEnv(t)
 	ctx := ctxFor(t, 3*time.Minute)
@@ -171,21 +172,36 @@ func TestLatestFromSchedule(t *testing.T) {
 	e.rawBackup(t, fromSchedule(newer, ""), velerov1.BackupPhaseCompleted)
 	e.rawBackup(t, fromSchedule(broken, "no-such-location"), velerov1.BackupPhaseFailedValidation)
 
-	info, err := e.velo.LatestFromSchedule(ctx, schedule)
+	list, err := e.velo.ListBackups(ctx, schedule, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != newer || info.Schedule != schedule || info.Phase != "Completed" {
-		t.Errorf("latest = %+v, want %s", info, newer)
+	var got []string
+	for _, b := range list {
+		got = append(got, b.Name+":"+b.Phase)
+		if b.Schedule != schedule || b.Started.IsZero() {
+			t.Errorf("listed %+v", b)
+		}
+		if age := b.Age(time.Now()); age <= 0 || age > 5*time.Minute {
+			t.Errorf("%s: age %s", b.Name, age)
+		}
 	}
-	if len(info.Skipped) != 1 || !strings.HasPrefix(info.Skipped[0], broken+": FailedValidation") {
-		t.Errorf("skipped %v, want %s FailedValidation", info.Skipped, broken)
+	if want := older + ":Completed " + newer + ":Completed " + broken + ":FailedValidation"; strings.Join(got, " ") != want {
+		t.Errorf("listed %s, want %s", strings.Join(got, " "), want)
 	}
-	if age := info.Age(time.Now()); age <= 0 || age > 5*time.Minute {
-		t.Errorf("age %s", age)
+	if list[0].Unusable != "" || list[1].Unusable != "" || !strings.HasPrefix(list[2].Unusable, "FailedValidation") {
+		t.Errorf("unusable: %q %q %q, want only %s's (FailedValidation)", list[0].Unusable, list[1].Unusable, list[2].Unusable, broken)
+	}
+	// The same backups by a label selector; one that matches nothing lists nothing.
+	byLabel, err := e.velo.ListBackups(ctx, "", &scenarios.LabelSelector{MatchLabels: map[string]string{velerov1.ScheduleNameLabel: schedule}})
+	if err != nil || len(byLabel) != 3 {
+		t.Errorf("by selector: %d backups, %v", len(byLabel), err)
+	}
+	if none, err := e.velo.ListBackups(ctx, "", &scenarios.LabelSelector{MatchLabels: map[string]string{"team": "nobody-" + e.runID}}); err != nil || len(none) != 0 {
+		t.Errorf("selector matching nothing: %v, %v", none, err)
 	}
 
-	_, err = e.velo.LatestFromSchedule(ctx, "no-such-schedule")
+	_, err = e.velo.ListBackups(ctx, "no-such-schedule", nil)
 	if !errors.Is(err, ErrBackupNotFound) || !strings.Contains(err.Error(), "no Schedule no-such-schedule exists") {
 		t.Errorf("unknown schedule: %v", err)
 	}
@@ -267,7 +283,7 @@ func TestBackupPartiallyFailedReportsFirstErrors(t *testing.T) {
 		},
 	}
 	e.create(t, pod, configMap(ns, "cfg", nil))
-	eventually(t, time.Minute, "pod running", func() error {
+	testkit.Eventually(t, time.Minute, "pod running", func() error {
 		if err := e.kube.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
 			return err
 		}
@@ -330,7 +346,7 @@ func TestBackupContentsHoldsEveryObject(t *testing.T) {
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}},
 		deployment(ns, "web", 2))
 	ctx := ctxFor(t, 3*time.Minute)
-	eventually(t, time.Minute, "pods", func() error {
+	testkit.Eventually(t, time.Minute, "pods", func() error {
 		var pods corev1.PodList
 		if err := e.kube.List(ctx, &pods, client.InNamespace(ns)); err != nil || len(pods.Items) < 2 {
 			return errors.New("waiting for pods")

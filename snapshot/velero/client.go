@@ -15,11 +15,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Labels firedrill puts on everything it creates, here and in scratch namespaces.
+// Labels firedrill puts on everything it creates, here and in scratch namespaces, and the
+// annotation saying when the janitor may remove it (as scratch/ writes them).
 const (
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	ManagedBy      = "firedrill"
-	LabelRun       = "firedrill.dev/run"
+	LabelManagedBy    = "app.kubernetes.io/managed-by"
+	ManagedBy         = "firedrill"
+	LabelRun          = "firedrill.dev/run"
+	AnnotationExpires = "firedrill.dev/expires"
+	// LabelDeleteAfter marks a Backup made for a drill with deleteAfter: the only backups the
+	// janitor deletes.
+	LabelDeleteAfter = "firedrill.dev/delete-after"
 )
 
 // DefaultNamespace is where Velero runs unless told otherwise.
@@ -30,6 +35,7 @@ type Client struct {
 	kube      client.Client
 	namespace string
 	runID     string
+	expires   time.Time // zero: what it creates has no expiry annotation
 	http      *http.Client
 
 	// poll is how often waits re-read status; stall how long a status may stay unchanged before
@@ -78,6 +84,22 @@ func (c *Client) ForRun(runID string) *Client {
 	cp := *c
 	cp.runID = runID
 	return &cp
+}
+
+// Expiring returns a copy of c that annotates what it creates with AnnotationExpires at t: when
+// the run that made it is over and the janitor may remove it.
+func (c *Client) Expiring(t time.Time) *Client {
+	cp := *c
+	cp.expires = t
+	return &cp
+}
+
+// annotations are what c puts on what it creates: the expiry, when it has one.
+func (c *Client) annotations() map[string]string {
+	if c.expires.IsZero() {
+		return nil
+	}
+	return map[string]string{AnnotationExpires: c.expires.UTC().Format(time.RFC3339)}
 }
 
 // Namespace is Velero's namespace.

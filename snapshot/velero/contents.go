@@ -62,7 +62,7 @@ func (c *Client) WalkBackupContents(ctx context.Context, backup string, fn func(
 func ReadContents(r io.Reader, fn func(Item) error) error {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
-		return fmt.Errorf("not a gzip-compressed backup tarball: %w", err)
+		return fmt.Errorf("%w: not a gzip-compressed backup tarball: %w", ErrCorruptContents, err)
 	}
 	defer gz.Close()
 	tr := tar.NewReader(gz)
@@ -77,7 +77,7 @@ func ReadContents(r io.Reader, fn func(Item) error) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("read backup tarball: %w", err)
+			return fmt.Errorf("%w: read backup tarball: %w", ErrCorruptContents, err)
 		}
 		if hdr.Typeflag != tar.TypeReg {
 			continue
@@ -98,10 +98,10 @@ func ReadContents(r io.Reader, fn func(Item) error) error {
 		obj := &unstructured.Unstructured{}
 		b, err := io.ReadAll(tr)
 		if err != nil {
-			return fmt.Errorf("read %s from backup tarball: %w", hdr.Name, err)
+			return fmt.Errorf("%w: read %s from backup tarball: %w", ErrCorruptContents, hdr.Name, err)
 		}
 		if err := obj.UnmarshalJSON(b); err != nil {
-			return fmt.Errorf("decode %s from backup tarball: %w", hdr.Name, err)
+			return fmt.Errorf("%w: decode %s from backup tarball: %w", ErrCorruptContents, hdr.Name, err)
 		}
 		it := Item{Resource: p.resource, Namespace: p.namespace, Name: p.name, Object: obj}
 		if p.otherVersion {

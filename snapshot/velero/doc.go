@@ -1,7 +1,7 @@
 // Package velero drives Velero for firedrill's drills: it checks backup storage locations, finds or
 // makes backups, reads what they hold, and restores them into scratch namespaces, a second cluster
-// or an ephemeral kind cluster with the isolation of DESIGN.md applied by Velero itself before any
-// object exists.
+// or an ephemeral kind cluster, with the isolation of docs/architecture.md#safety-rules applied by
+// Velero itself before any object exists.
 //
 // Everything goes through Velero's custom resources in the Velero namespace of the cluster the
 // Client points at; files in object storage (contents, results, resource lists) are fetched through

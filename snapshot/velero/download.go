@@ -25,7 +25,7 @@ func (c *Client) newDownloadRequest(ctx context.Context, kind velerov1.DownloadT
 		labels = map[string]string{LabelManagedBy: ManagedBy}
 	}
 	dr := &velerov1.DownloadRequest{
-		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, GenerateName: "firedrill-" + strings.ToLower(string(kind)) + "-", Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, GenerateName: "firedrill-" + strings.ToLower(string(kind)) + "-", Labels: labels, Annotations: c.annotations()},
 		Spec:       velerov1.DownloadRequestSpec{Target: velerov1.DownloadTarget{Kind: kind, Name: name}},
 	}
 	if err := c.kube.Create(ctx, dr); err != nil {

@@ -33,6 +33,10 @@ var (
 	// ErrNotInStorage: Velero made a download URL but the file is not in object storage (e.g. the
 	// results of a backup that never ran).
 	ErrNotInStorage = errors.New("file not in backup storage")
+	// ErrCorruptContents: the backup's tarball in object storage does not read as one: not gzip, a
+	// broken tar stream, an object that is not JSON, or cut short (a connection cut mid-download
+	// looks the same).
+	ErrCorruptContents = errors.New("backup contents corrupt")
 	// ErrUsage: the options asked for something this package refuses or cannot do.
 	ErrUsage = errors.New("invalid velero options")
 )

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 	"github.com/firedrill-dev/firedrill/scenarios"
@@ -33,7 +34,7 @@ func TestVeleroStoppedMidRestore(t *testing.T) {
 	// Stop Velero as soon as the restore is InProgress.
 	var stopped sync.WaitGroup
 	stopped.Go(func() {
-		eventually(t, 2*time.Minute, "restore in progress", func() error {
+		testkit.Eventually(t, 2*time.Minute, "restore in progress", func() error {
 			var r velerov1.Restore
 			if err := e.kube.Get(context.Background(), client.ObjectKey{Namespace: sandbox.VeleroNamespace, Name: "mid-" + e.runID}, &r); err != nil {
 				return err

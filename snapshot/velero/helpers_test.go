@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 	"github.com/firedrill-dev/firedrill/scenarios"
@@ -120,22 +121,6 @@ func (e *env) cleanupRestore(t *testing.T, name string) {
 	}
 }
 
-// eventually polls f until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not done after %s: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 func configMap(ns, name string, data map[string]string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: data}
 }
@@ -170,7 +155,7 @@ func (e *env) rawBackup(t *testing.T, b *velerov1.Backup, want velerov1.BackupPh
 			ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.VeleroNamespace, GenerateName: "test-cleanup-"},
 			Spec:       velerov1.DeleteBackupRequestSpec{BackupName: b.Name}})
 	})
-	eventually(t, 2*time.Minute, "backup "+b.Name+" "+string(want), func() error {
+	testkit.Eventually(t, 2*time.Minute, "backup "+b.Name+" "+string(want), func() error {
 		if err := e.kube.Get(context.Background(), client.ObjectKeyFromObject(b), b); err != nil {
 			return err
 		}

@@ -11,8 +11,9 @@ import (
 )
 
 // AlwaysExcluded are resources a firedrill restore never brings back, whatever the scenario
-// says: they route outside traffic to the copy or scale it (DESIGN.md safety rule 2). Gateways are
-// in because a gateway controller provisions load balancers for them outside Velero's reach.
+// says: they route outside traffic to the copy or scale it (docs/architecture.md, safety rule 2).
+// Gateways are in because a gateway controller provisions load balancers for them outside Velero's
+// reach.
 var alwaysExcluded = []string{
 	"ingresses.networking.k8s.io",
 	"ingresses.extensions",

@@ -2,6 +2,7 @@ package velero
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,13 +11,18 @@ import (
 	"time"
 
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	kindv1 "sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 
 	"github.com/firedrill-dev/firedrill/scenarios"
@@ -32,6 +38,9 @@ type KindOptions struct {
 	Probe EngineProbe
 	// WaitForReady bounds kind's wait for the control plane; 0 means 5 minutes.
 	WaitForReady time.Duration
+	// Expires is when the janitor may delete the cluster (the run's expiry); zero: only once its
+	// run's runner is gone, or the janitor's grace has passed.
+	Expires time.Time
 }
 
 // KindCluster is an ephemeral kind cluster made for one run.
@@ -99,6 +108,12 @@ func CreateKindCluster(ctx context.Context, opts KindOptions) (*KindCluster, err
 	if opts.Target.Image != "" {
 		create = append(create, kindcluster.CreateWithNodeImage(opts.Target.Image))
 	}
+	// The run label goes on the node as kind creates it, so that even a cluster whose creation
+	// was cut short names its run; the kubelet refuses app.kubernetes.io labels, which
+	// markKindNodes adds once the cluster answers.
+	create = append(create, kindcluster.CreateWithV1Alpha4Config(&kindv1.Cluster{
+		Nodes: []kindv1.Node{{Role: kindv1.ControlPlaneRole, Labels: map[string]string{LabelRun: opts.RunID}}},
+	}))
 	if err := k.provider.Create(name, create...); err != nil {
 		return k, fmt.Errorf("create kind cluster %s with %s: %w", name, engine, err)
 	}
@@ -109,7 +124,91 @@ func CreateKindCluster(ctx context.Context, opts KindOptions) (*KindCluster, err
 	if k.rest, err = clientcmd.RESTConfigFromKubeConfig([]byte(kc)); err != nil {
 		return k, fmt.Errorf("kubeconfig of kind cluster %s: %w", name, err)
 	}
+	if err := markKindNodes(ctx, k.rest, opts.RunID, opts.Expires); err != nil {
+		return k, fmt.Errorf("label kind cluster %s as firedrill's: %w", name, err)
+	}
 	return k, nil
+}
+
+// markKindNodes labels every node of a kind cluster as firedrill's for runID, and annotates its
+// expiry: how the janitor recognises the cluster (KindClusters).
+func markKindNodes(ctx context.Context, cfg *rest.Config, runID string, expires time.Time) error {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes.Items {
+		patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{LabelManagedBy: ManagedBy, LabelRun: runID}}}
+		if !expires.IsZero() {
+			patch["metadata"].(map[string]any)["annotations"] = map[string]string{AnnotationExpires: expires.UTC().Format(time.RFC3339)}
+		}
+		b, _ := json.Marshal(patch)
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+// Extend sets the cluster's expiry to until: a run whose cleanup policy keeps the cluster sets
+// now+keepFor, after which the janitor deletes it.
+func (k *KindCluster) Extend(ctx context.Context, runID string, until time.Time) error {
+	if err := markKindNodes(ctx, k.RESTConfig(), runID, until); err != nil {
+		return fmt.Errorf("keep kind cluster %s until %s: %w", k.Name, until.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// KindClusters lists, reads and deletes the kind clusters of one container engine: what the
+// janitor needs to find the clusters firedrill made by their nodes' labels.
+type KindClusters struct {
+	provider *kindcluster.Provider
+}
+
+// NewKindClusters returns KindClusters for engine ("docker" or "podman", FindContainerEngine).
+func NewKindClusters(engine string) *KindClusters {
+	popt := kindcluster.ProviderWithDocker()
+	if engine == "podman" {
+		popt = kindcluster.ProviderWithPodman()
+	}
+	return &KindClusters{provider: kindcluster.NewProvider(popt)}
+}
+
+// List names every kind cluster of the engine, firedrill's or not.
+func (k *KindClusters) List() ([]string, error) { return k.provider.List() }
+
+// Nodes reads the nodes of the named cluster through its API server.
+func (k *KindClusters) Nodes(ctx context.Context, name string) ([]corev1.Node, error) {
+	kc, err := k.provider.KubeConfig(name, false)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig of kind cluster %s: %w", name, err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kc))
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig of kind cluster %s: %w", name, err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	l, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("nodes of kind cluster %s: %w", name, err)
+	}
+	return l.Items, nil
+}
+
+// Delete deletes the named cluster's containers (its kubeconfig file, in the run's work
+// directory, goes with that directory).
+func (k *KindClusters) Delete(name string) error {
+	if err := k.provider.Delete(name, ""); err != nil {
+		return fmt.Errorf("delete kind cluster %s: %w", name, err)
+	}
+	return nil
 }
 
 // RESTConfig reaches the kind cluster.

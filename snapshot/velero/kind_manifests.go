@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 
-	crdsv1 "github.com/vmware-tanzu/velero/config/crd/v1/crds"
-	crdsv2 "github.com/vmware-tanzu/velero/config/crd/v2alpha1/crds"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/firedrill-dev/firedrill/internal/velerocrds"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
@@ -72,9 +70,13 @@ func VeleroManifests(v scenarios.KindVelero, namespace string, credentials []byt
 		return metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels(nil)}
 	}
 
+	crds, err := velerocrds.All()
+	if err != nil {
+		return nil, fmt.Errorf("install velero: %w", err)
+	}
 	var objs []client.Object
-	for _, crd := range slices.Concat(crdsv1.CRDs, crdsv2.CRDs) {
-		objs = append(objs, crd.DeepCopy())
+	for _, crd := range crds {
+		objs = append(objs, crd)
 	}
 	podLabels := map[string]string{"component": "velero", "deploy": "velero"}
 	var inits []corev1.Container

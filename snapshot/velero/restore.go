@@ -132,7 +132,7 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions, progress func
 		return nil, err
 	}
 	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: opts.Name + "-isolation", Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: opts.Name + "-isolation", Labels: labels, Annotations: c.annotations()},
 		// Velero wants exactly one key; its name does not matter.
 		Data: map[string]string{"isolation.yaml": string(rules)},
 	}
@@ -140,7 +140,7 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions, progress func
 		return nil, fmt.Errorf("restore: create resource-modifier ConfigMap %s/%s: %w", c.namespace, cm.Name, err)
 	}
 	r := &velerov1.Restore{
-		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: opts.Name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: opts.Name, Labels: labels, Annotations: c.annotations()},
 		Spec: velerov1.RestoreSpec{
 			BackupName:              opts.Backup,
 			NamespaceMapping:        maps.Clone(opts.NamespaceMapping),

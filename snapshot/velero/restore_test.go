@@ -24,6 +24,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
@@ -258,12 +259,12 @@ func TestRestorePartiallyFailedReportsErrors(t *testing.T) {
 	backup := e.backup(t, src)
 	dst := e.scratch(t, "drill")
 	// A quota the copy does not fit in, as a too small scratch quota would be.
-	eventually(t, time.Minute, "kube-root-ca.crt in "+dst, func() error {
+	testkit.Eventually(t, time.Minute, "kube-root-ca.crt in "+dst, func() error {
 		return e.kube.Get(ctx, client.ObjectKey{Namespace: dst, Name: "kube-root-ca.crt"}, &corev1.ConfigMap{})
 	})
 	e.create(t, &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: dst, Name: "tiny"},
 		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/configmaps": resource.MustParse("1")}}})
-	eventually(t, time.Minute, "quota counted", func() error {
+	testkit.Eventually(t, time.Minute, "quota counted", func() error {
 		var q corev1.ResourceQuota
 		if err := e.kube.Get(ctx, client.ObjectKey{Namespace: dst, Name: "tiny"}, &q); err != nil {
 			return err
@@ -340,7 +341,7 @@ func (e *env) manyConfigMaps(t *testing.T, ns string, n int) {
 
 // waitRestoreEnds lets a restore the test gave up on finish, so that deleting it is clean.
 func (e *env) waitRestoreEnds(t *testing.T, name string) {
-	eventually(t, 3*time.Minute, "restore "+name+" ends", func() error {
+	testkit.Eventually(t, 3*time.Minute, "restore "+name+" ends", func() error {
 		var r velerov1.Restore
 		if err := e.kube.Get(context.Background(), client.ObjectKey{Namespace: sandbox.VeleroNamespace, Name: name}, &r); err != nil {
 			return client.IgnoreNotFound(err)

@@ -28,14 +28,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/firedrill-dev/firedrill/sandbox"
+	"github.com/firedrill-dev/firedrill/internal/controlplane"
 )
 
 func main() {
 	n := flag.Int("scenarios", 1000, "scheduled scenarios to generate")
 	idle := flag.Duration("idle", 30*time.Second, "how long to measure idle CPU")
 	requests := flag.Int("requests", 50, "GET /api/v1/scenarios requests to time")
-	binDir := flag.String("bin", sandbox.FindBinDir(), "directory with the firedrill binary (make build)")
+	binDir := flag.String("bin", controlplane.FindBinDir(), "directory with the firedrill binary (make build)")
 	baseline := flag.Bool("baseline", true, "first measure serve with a single scenario, to show what the scenarios cost")
 	flag.Parse()
 	bin := filepath.Join(*binDir, "firedrill")

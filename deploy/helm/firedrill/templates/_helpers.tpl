@@ -31,4 +31,7 @@ app.kubernetes.io/component: serve
 {{- if and (gt (int (include "firedrill.replicas" .)) 1) (eq .Values.history.store "sqlite") -}}
 {{- fail "leaderElection with more than one replica needs history.store=postgres: SQLite on a ReadWriteOnce volume has one writer" -}}
 {{- end -}}
+{{- if and .Values.admissionPolicy.enabled (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "admissionPolicy needs Kubernetes 1.30 or later (ValidatingAdmissionPolicy v1), not %s: upgrade, or set admissionPolicy.enabled=false and read deploy/RBAC.md for what RBAC alone allows" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
 {{- end -}}

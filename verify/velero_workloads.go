@@ -71,6 +71,10 @@ type blocker struct {
 type workloadSurvey struct {
 	counts   map[string]*readyCount
 	blocking []blocker
+	// starting counts what is still on its way (pods being created or started, objects their
+	// controller has not acted on): a terminal blocker ends the wait only once it is zero, so
+	// that the verdict names every blocker and later checks see a settled namespace.
+	starting int
 	pending  []pendingClaim // not Bound, for diagnosis
 	notes    []string
 }
@@ -84,6 +88,13 @@ type pendingClaim struct {
 func (s *workloadSurvey) block(terminal bool, format string, args ...any) *blocker {
 	s.blocking = append(s.blocking, blocker{what: fmt.Sprintf(format, args...), terminal: terminal})
 	return &s.blocking[len(s.blocking)-1]
+}
+
+// settled says whether waiting longer can change the verdict: some blockers are terminal, the
+// same ones as at the poll before (wasTerminal), and nothing is still starting.
+func (s *workloadSurvey) settled(wasTerminal []string) bool {
+	term := s.terminal()
+	return len(term) > 0 && slices.Equal(term, wasTerminal) && s.starting == 0
 }
 
 // terminal lists the blockers that will not get better by waiting.
@@ -140,10 +151,12 @@ func (c *WorkloadsReadyCheck) Run(ctx context.Context, t *VeleroTarget) Outcome 
 				break
 			}
 			// A blocker that will not get better (a Secret the restore did not bring back, an
-			// image the node does not have) ends the wait once a second poll sees it too: a
-			// kubelet can report one for a moment before its caches catch up.
+			// image the node does not have) ends the wait once a second poll sees it too (a
+			// kubelet can report one for a moment before its caches catch up) and nothing else
+			// is still starting (its own failure may be next, or it may come up and write data
+			// the next check reads).
 			term := s.terminal()
-			if len(term) > 0 && slices.Equal(term, wasTerminal) {
+			if s.settled(wasTerminal) {
 				break
 			}
 			wasTerminal = term
@@ -302,15 +315,20 @@ func (s *workloadSurvey) deployment(d *appsv1.Deployment, name string) {
 	want := replicas(d.Spec.Replicas)
 	switch {
 	case d.Status.ObservedGeneration < d.Generation:
+		s.starting++
 		s.block(false, "deployment %s: the controller has not seen it yet (generation %d, observed %d)", name, d.Generation, d.Status.ObservedGeneration)
 	case d.Status.UpdatedReplicas < want || d.Status.AvailableReplicas < want:
-		why := ""
+		why, stuck := "", false
 		for _, c := range d.Status.Conditions {
 			switch {
 			case c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue,
 				c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse:
 				why += fmt.Sprintf(" (%s: %s)", c.Reason, c.Message)
+				stuck = true
 			}
+		}
+		if d.Status.Replicas < want && !stuck {
+			s.starting++ // its ReplicaSet has not made all its pods yet
 		}
 		s.block(false, "deployment %s: %d/%d available%s", name, d.Status.AvailableReplicas, want, why)
 	default:
@@ -324,8 +342,13 @@ func (s *workloadSurvey) statefulSet(st *appsv1.StatefulSet, name string) {
 	want := replicas(st.Spec.Replicas)
 	switch {
 	case st.Status.ObservedGeneration < st.Generation:
+		s.starting++
 		s.block(false, "statefulset %s: the controller has not seen it yet (generation %d, observed %d)", name, st.Generation, st.Status.ObservedGeneration)
 	case st.Status.ReadyReplicas < want:
+		if st.Status.Replicas == 0 && want > 0 {
+			// No pod yet. (Later ones of an OrderedReady set wait for the first: not counted.)
+			s.starting++
+		}
 		s.block(false, "statefulset %s: %d/%d ready", name, st.Status.ReadyReplicas, want)
 	default:
 		rc.Ready++
@@ -337,8 +360,12 @@ func (s *workloadSurvey) daemonSet(ds *appsv1.DaemonSet, name string) {
 	rc.Total++
 	switch {
 	case ds.Status.ObservedGeneration < ds.Generation:
+		s.starting++
 		s.block(false, "daemonset %s: the controller has not seen it yet (generation %d, observed %d)", name, ds.Generation, ds.Status.ObservedGeneration)
 	case ds.Status.NumberReady < ds.Status.DesiredNumberScheduled:
+		if ds.Status.CurrentNumberScheduled < ds.Status.DesiredNumberScheduled {
+			s.starting++
+		}
 		s.block(false, "daemonset %s: %d/%d ready", name, ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
 	default:
 		rc.Ready++
@@ -353,11 +380,18 @@ var (
 	terminalWaiting = []string{"CreateContainerConfigError", "ErrImageNeverPull", "InvalidImageName"}
 )
 
+// warmUp is how long a running container that is not ready yet counts as still starting (its
+// readiness probe's first passes): past it, it is only a blocker.
+const warmUp = time.Minute
+
 func (s *workloadSurvey) pod(p *corev1.Pod, name string) {
 	rc := s.counts["pods"]
 	rc.Total++
 	if p.Status.Phase == corev1.PodSucceeded || podReady(p) {
 		rc.Ready++
+	}
+	if podStarting(p, time.Now()) {
+		s.starting++
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
@@ -387,6 +421,33 @@ func (s *workloadSurvey) pod(p *corev1.Pod, name string) {
 	if p.Status.Phase == corev1.PodFailed && metav1.GetControllerOf(p) == nil {
 		s.block(true, "pod %s: Failed (%s)", name, strings.TrimSpace(p.Status.Reason+" "+p.Status.Message))
 	}
+}
+
+// podStarting says whether a pod is still on its way up: not yet scheduled (and not refused),
+// its containers being created or not reported yet, or running for less than warmUp without
+// being ready. Failing, finished and deleted pods are not starting.
+func podStarting(p *corev1.Pod, now time.Time) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || podReady(p) {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return false
+		}
+	}
+	statuses := slices.Concat(p.Status.InitContainerStatuses, p.Status.ContainerStatuses)
+	if len(statuses) < len(p.Spec.InitContainers)+len(p.Spec.Containers) {
+		return true // the kubelet has not reported every container yet
+	}
+	for _, cs := range statuses {
+		switch w, run := cs.State.Waiting, cs.State.Running; {
+		case w != nil && !slices.Contains(badWaiting, w.Reason):
+			return true // ContainerCreating, PodInitializing, ...
+		case run != nil && !cs.Ready && now.Sub(run.StartedAt.Time) < warmUp:
+			return true
+		}
+	}
+	return false
 }
 
 func isInit(p *corev1.Pod, container string) bool {

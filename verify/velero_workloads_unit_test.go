@@ -58,7 +58,7 @@ func TestWorkloadsReadyClassifies(t *testing.T) {
 		}},
 		{name: "missing secret", result: StatusFailed, terminal: true, objs: []runtime.Object{
 			&appsv1.Deployment{ObjectMeta: meta("web"), Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1)},
-				Status: appsv1.DeploymentStatus{ObservedGeneration: 1, UpdatedReplicas: 1}},
+				Status: appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 1, UpdatedReplicas: 1}},
 			pod("web-1", corev1.PodPending, false, waiting("app", "CreateContainerConfigError", `secret "db" not found`)),
 		}, want: []string{"workloads failed", "deployment web: 0/1 available", `pod web-1: container app: CreateContainerConfigError: secret "db" not found`}},
 		{name: "image not on the node", result: StatusFailed, terminal: true, objs: []runtime.Object{
@@ -114,5 +114,74 @@ func TestWorkloadsReadyClassifies(t *testing.T) {
 				t.Errorf("a blocker that cannot clear waited %s for the timeout", took)
 			}
 		})
+	}
+}
+
+// A terminal blocker ends the wait only once nothing else is still starting: here a second pod
+// is still being created when the first reports its missing Secret; the verdict waits for it
+// and names both (a restore's pods do not all start at once).
+func TestWorkloadsReadyWaitsForWhatIsStillStarting(t *testing.T) {
+	t.Parallel()
+	const ns = "drill-2-shop"
+	pod := func(name string, w *corev1.ContainerStateWaiting) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{Waiting: w}}}}}
+	}
+	kube := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		pod("needs-secret-1", &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: `secret "api-key" not found`}),
+		pod("no-image-1", &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}))
+	c := NewWorkloadsReadyCheck("", scenarios.WorkloadsReadyCheck{Timeout: scenarios.Duration{Duration: time.Minute}})
+	c.minPoll, c.maxPoll = 10*time.Millisecond, 10*time.Millisecond
+
+	const startsFor = 300 * time.Millisecond
+	go func() {
+		time.Sleep(startsFor)
+		p := pod("no-image-1", &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: `Container image "shop:1" is not present with pull policy of Never`})
+		if _, err := kube.CoreV1().Pods(ns).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+			t.Error(err)
+		}
+	}()
+	start := time.Now()
+	o := c.Run(context.Background(), &VeleroTarget{Cluster: &Cluster{Kube: kube}, NamespaceMapping: map[string]string{"shop": ns}})
+	if o.Status != StatusFailed {
+		t.Fatalf("%s %q, want failed", o.Status, o.Message)
+	}
+	for _, w := range []string{"workloads failed", `pod needs-secret-1: container app: CreateContainerConfigError: secret "api-key" not found`, "pod no-image-1: container app: ErrImageNeverPull"} {
+		if !strings.Contains(o.Message, w) {
+			t.Errorf("message lacks %q:\n%s", w, o.Message)
+		}
+	}
+	if took := time.Since(start); took < startsFor || took > 30*time.Second {
+		t.Errorf("the verdict came after %s: want it once the starting pod failed too (after %s), not at the timeout", took, startsFor)
+	}
+}
+
+func TestPodStarting(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	running := func(started time.Time) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: "app", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}}}
+	}
+	waiting := func(reason string) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: "app", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		phase  corev1.PodPhase
+		status []corev1.ContainerStatus
+		want   bool
+	}{
+		{"not reported yet", corev1.PodPending, nil, true},
+		{"being created", corev1.PodPending, []corev1.ContainerStatus{waiting("ContainerCreating")}, true},
+		{"missing secret", corev1.PodPending, []corev1.ContainerStatus{waiting("CreateContainerConfigError")}, false},
+		{"crash looping", corev1.PodRunning, []corev1.ContainerStatus{waiting("CrashLoopBackOff")}, false},
+		{"just started, not ready", corev1.PodRunning, []corev1.ContainerStatus{running(now.Add(-5 * time.Second))}, true},
+		{"not ready for long", corev1.PodRunning, []corev1.ContainerStatus{running(now.Add(-2 * warmUp))}, false},
+		{"failed", corev1.PodFailed, nil, false},
+	} {
+		p := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}, Status: corev1.PodStatus{Phase: tc.phase, ContainerStatuses: tc.status}}
+		if got := podStarting(p, now); got != tc.want {
+			t.Errorf("%s: podStarting = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

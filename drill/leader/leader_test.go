@@ -389,6 +389,8 @@ func TestAccessErrors(t *testing.T) {
 				}
 				return
 			case err := <-c.done:
+				// Put it back: this candidate's cleanup (stop) waits for Run's result.
+				c.done <- err
 				if !errors.As(err, &ae) || time.Now().After(deadline) {
 					t.Fatalf("Run with the Role the error asked for: %v", err)
 				}

@@ -325,6 +325,8 @@ func refusals(t *testing.T, kubeconfig string, as, admin func([]byte, ...string)
 		{"update", "scenarios.firedrill.dev", "-n", "firedrill-system"},
 		{"create", "scenarios.firedrill.dev", "-n", "firedrill-system"},
 		{"delete", "scenarios.firedrill.dev", "-n", "firedrill-system"},
+		{"update", "drillruns.firedrill.dev", "-n", "shop"},
+		{"patch", "drillruns.firedrill.dev", "-n", "shop"},
 	} {
 		if got := canI(c...); got != "no" {
 			t.Errorf("can-i %s: %q, want no", strings.Join(c, " "), got)
@@ -338,6 +340,8 @@ func refusals(t *testing.T, kubeconfig string, as, admin func([]byte, ...string)
 		{"create", "pods", "-n", "kube-system"}, {"create", "jobs.batch", "-n", "kube-system"},
 		{"update", "configmaps", "-n", "kube-system"},
 		{"watch", "scenarios.firedrill.dev", "-n", "shop"}, {"update", "scenarios.firedrill.dev", "--subresource=status", "-n", "shop"},
+		{"watch", "drillruns.firedrill.dev", "-n", "shop"}, {"create", "drillruns.firedrill.dev", "-n", "shop"},
+		{"delete", "drillruns.firedrill.dev", "-n", "shop"}, {"update", "drillruns.firedrill.dev", "--subresource=status", "-n", "shop"},
 	} {
 		if got := canI(c...); got != "yes" {
 			t.Errorf("can-i %s: %q, want yes", strings.Join(c, " "), got)

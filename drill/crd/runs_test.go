@@ -76,7 +76,9 @@ func TestResolveScenarioRef(t *testing.T) {
 		{File: FilePrefix + "shop/orders", Scenario: sc("orders", nil)},
 	}
 	scheduled := []schedule.Status{{Name: "etcd"}, {Name: "orders", Running: "20261204-030000-abcdef"}}
-	ref := func(name string) v1alpha1.DrillRunSpec { return v1alpha1.DrillRunSpec{ScenarioRef: v1alpha1.ScenarioRef{Name: name}} }
+	ref := func(name string) v1alpha1.DrillRunSpec {
+		return v1alpha1.DrillRunSpec{ScenarioRef: v1alpha1.ScenarioRef{Name: name}}
+	}
 	seed := func(n int64) *int64 { return &n }
 
 	for _, c := range []struct {

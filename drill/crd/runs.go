@@ -96,6 +96,10 @@ type scheduledRun struct {
 	at       time.Time
 }
 
+// unknownGrace is how long a DrillRun naming no known scenario waits for it before it fails: a
+// Scenario applied with it reaches serve through another watch.
+const unknownGrace = 15 * time.Second
+
 // maxQueued bounds the scheduled runs waiting for their DrillRun (a follower's, or an API
 // server that does not answer): older ones are dropped, the history has them.
 const maxQueued = 1000
@@ -240,6 +244,10 @@ func (c *RunController) start(ctx context.Context, u *unstructured.Unstructured,
 	ns, name := u.GetNamespace(), u.GetName()
 	tg := resolve(ns, dr.Spec, c.opts.Entries(), c.opts.Scheduled())
 	switch {
+	case tg.unknown && time.Since(u.GetCreationTimestamp().Time) < unknownGrace:
+		// Applied together with its Scenario, the DrillRun may be seen first.
+		_, err := c.write(ctx, u, pending(fmt.Sprintf("waiting for scenario %q to be loaded", dr.Spec.ScenarioRef.Name)), false)
+		return ignoreConflict(err)
 	case tg.refusal != "":
 		c.log.Warn("DrillRun refused", "drillrun", ns+"/"+name, "reason", tg.refusal)
 		_, err := c.write(ctx, u, refused(tg.refusal), false)

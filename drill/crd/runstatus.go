@@ -78,6 +78,9 @@ type target struct {
 	labels  map[string]string // the scenario's own
 	refusal string
 	wait    string
+	// unknown: no scenario has the name (yet: a Scenario applied with its DrillRun may not
+	// have been seen).
+	unknown bool
 }
 
 // resolve finds the scenario a DrillRun in namespace ns names among entries (scenario files
@@ -101,7 +104,7 @@ func resolve(ns string, spec v1alpha1.DrillRunSpec, entries []schedule.Entry, sc
 	case mine != nil && holder != mine && mine.Scenario == nil && mine.Err != nil:
 		return target{refusal: fmt.Sprintf("Scenario %s/%s cannot run: %v (kubectl -n %s get scenario %s -o yaml shows its conditions)", ns, name, mine.Err, ns, name)}
 	case holder == nil:
-		return target{refusal: fmt.Sprintf("no scenario %q: no Scenario of that name in namespace %s, and no scenario file of serve's has it; spec.scenarioRef.name takes a Scenario of the DrillRun's namespace (kubectl -n %s get scenarios)", name, ns, ns)}
+		return target{unknown: true, refusal: fmt.Sprintf("no scenario %q: no Scenario of that name in namespace %s, and no scenario file of serve's has it; spec.scenarioRef.name takes a Scenario of the DrillRun's namespace (kubectl -n %s get scenarios)", name, ns, ns)}
 	case strings.HasPrefix(holder.File, FilePrefix) && holder != mine:
 		other, _, _ := strings.Cut(strings.TrimPrefix(holder.File, FilePrefix), "/")
 		return target{refusal: fmt.Sprintf("scenario %q is a Scenario of namespace %s: a DrillRun runs a Scenario of its own namespace (%s) or a scenario file of serve's; create the DrillRun in namespace %s", name, other, ns, other)}

@@ -240,6 +240,19 @@ func servePasses(t *testing.T, env []string, scenario string, admin func([]byte,
 		out := admin(nil, "-n", "firedrill-system", "get", "scenario", "rbac-cluster", "-o", `jsonpath={.status.conditions[?(@.type=="Valid")].status}`)
 		return string(out) == "True", string(out) + "\n" + stderr.String()
 	})
+	// A DrillRun an admin creates is claimed, run and followed with this identity.
+	admin([]byte("apiVersion: firedrill.dev/v1alpha1\nkind: DrillRun\nmetadata: {name: rbac-drillrun}\nspec: {scenarioRef: {name: rbac-cluster}}\n"),
+		"-n", "firedrill-system", "create", "-f", "-")
+	t.Cleanup(func() {
+		admin(nil, "-n", "firedrill-system", "delete", "drillrun", "rbac-drillrun", "--ignore-not-found")
+	})
+	poll(t, 10*time.Minute, "the DrillRun to finish", func() (bool, string) {
+		out := admin(nil, "-n", "firedrill-system", "get", "drillrun", "rbac-drillrun", "-o", "jsonpath={.status.phase} {.status.result} {.status.recordHash}")
+		return strings.HasPrefix(string(out), "Finished "), string(out) + "\n" + stderr.String()
+	})
+	if out := strings.Fields(string(admin(nil, "-n", "firedrill-system", "get", "drillrun", "rbac-drillrun", "-o", "jsonpath={.status.result} {.status.recordHash}"))); len(out) != 2 || out[0] != "passed" {
+		t.Errorf("the DrillRun run by the ServiceAccount: %v\n%s", out, stderr.String())
+	}
 	// The Lease was created by the ServiceAccount, in firedrill's namespace.
 	if holder := string(admin(nil, "-n", "firedrill-system", "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}")); holder == "" {
 		t.Errorf("Lease %s has no holder", lease)

@@ -27,9 +27,9 @@ import (
 
 // TestRBACForReal deploys the base's ServiceAccount, RBAC and admission policy to the sandbox for
 // real, and with a token of that ServiceAccount — nothing else — runs an etcd drill, a Velero
-// drill and `serve` with --leader-elect (a run triggered through the API, a DrillRun): they pass under the
-// policy. The same identity is then refused what firedrill has no business with, by RBAC and by
-// the policy (admission_test.go), and admitted what firedrill does.
+// drill and `serve` with --leader-elect (a run triggered through the API, a DrillRun): they pass
+// under the policy. The same identity is then refused what firedrill has no business with, by
+// RBAC and by the policy (admission_test.go), and admitted what firedrill does.
 func TestRBACForReal(t *testing.T) {
 	if firedrillBin == "" {
 		t.Skip("-short: no firedrill binary")

@@ -28,6 +28,8 @@ import (
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 )
 
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
 // TestDrillRuns, on the sandbox's API server with the service's own history, scheduler and
 // spool (the test driver drills): a DrillRun runs its Scenario and its status ends where the
 // history's record does, hash included, as the Scenario's lastRun; one naming nothing runnable
@@ -51,12 +53,17 @@ func TestDrillRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t.Context(), t, svc)
+	runs := dyn.Resource(v1alpha1.DrillRunResource).Namespace(ns)
 	defer func() {
 		if t.Failed() {
 			t.Logf("serve's log:\n%s", log.String())
+			if list, err := runs.List(context.Background(), metav1.ListOptions{}); err == nil {
+				for _, d := range list.Items {
+					t.Logf("DrillRun %s: labels %v, annotations %v, status %v", d.GetName(), d.GetLabels(), d.GetAnnotations(), d.Object["status"])
+				}
+			}
 		}
 	}()
-	runs := dyn.Resource(v1alpha1.DrillRunResource).Namespace(ns)
 
 	// A DrillRun of the namespace's Scenario, with a seed and a label for the record.
 	createDrillRun(t, dyn, ns, "adhoc-1", map[string]any{"scenarioRef": map[string]any{"name": "adhoc"}, "seed": int64(4181102), "labels": map[string]any{"change": "CHG-1"}})
@@ -209,6 +216,7 @@ func TestDrillRunRunsOnce(t *testing.T) {
 			t.Errorf("DrillRun %s: status %+v; runs %d", name, st, len(ran))
 		}
 	}
+	t.Logf("replica 0 started %d DrillRuns, replica 1 %d", strings.Count(logs[0].String(), `msg="DrillRun started"`), strings.Count(logs[1].String(), `msg="DrillRun started"`))
 }
 
 // drillRunCluster is the sandbox's API server with the Scenario and DrillRun CRDs applied.

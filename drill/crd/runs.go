@@ -276,8 +276,9 @@ func (c *RunController) start(ctx context.Context, u *unstructured.Unstructured,
 	case err == nil:
 		c.log.Info("DrillRun started", "drillrun", ns+"/"+name, "scenario", tg.name, "id", id)
 		return nil
-	case errors.Is(err, schedule.ErrBusy), errors.Is(err, schedule.ErrStopped):
-		// Not started: back to Pending, for this leader's next pass or the next leader.
+	case errors.Is(err, schedule.ErrBusy), errors.Is(err, schedule.ErrStopped), errors.Is(err, schedule.ErrUnknownScenario):
+		// Not started: back to Pending, for this leader's next pass or the next leader (a
+		// scenario that is gone by then fails there, saying so).
 		next = pending(err.Error())
 	default:
 		next = refused(err.Error())

@@ -1,16 +1,22 @@
 package crd
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/firedrill-dev/firedrill/api/v1alpha1"
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/schedule"
+	"github.com/firedrill-dev/firedrill/sandbox"
+	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
@@ -75,7 +81,8 @@ func TestResolveScenarioRef(t *testing.T) {
 		{File: FilePrefix + "ops/shared", Err: errors.New(`metadata.name "shared" is also the name of /etc/firedrill/scenarios/shared.yaml`)},
 		{File: FilePrefix + "shop/orders", Scenario: sc("orders", nil)},
 	}
-	scheduled := []schedule.Status{{Name: "etcd"}, {Name: "orders", Running: "20261204-030000-abcdef"}}
+	scheduled := []schedule.Status{{Name: "from-file", File: entries[0].File}, {Name: "etcd", File: entries[2].File},
+		{Name: "orders", File: entries[5].File, Running: "20261204-030000-abcdef"}}
 	ref := func(name string) v1alpha1.DrillRunSpec {
 		return v1alpha1.DrillRunSpec{ScenarioRef: v1alpha1.ScenarioRef{Name: name}}
 	}
@@ -101,6 +108,7 @@ func TestResolveScenarioRef(t *testing.T) {
 		{what: "a label that changes the scenario's", ns: "ops", spec: v1alpha1.DrillRunSpec{ScenarioRef: ref("etcd").ScenarioRef, Labels: map[string]string{"team": "other"}},
 			refusal: `spec.labels[team]: the scenario's label team is "platform"`},
 		{what: "the scenario's own label again", ns: "ops", spec: v1alpha1.DrillRunSpec{ScenarioRef: ref("etcd").ScenarioRef, Labels: map[string]string{"team": "platform", "change": "CHG-1"}}},
+		{what: "a Scenario the scheduler does not have yet", ns: "anywhere", spec: ref("shared"), wait: `waiting for serve to load scenario "shared"`},
 		{what: "a seed past 2^53-1", ns: "ops", spec: v1alpha1.DrillRunSpec{ScenarioRef: ref("etcd").ScenarioRef, Seed: seed(1 << 53)}, refusal: "spec.seed 9007199254740992: want a whole number from 0 to 9007199254740991"},
 	} {
 		got := resolve(c.ns, c.spec, entries, scheduled)
@@ -110,5 +118,60 @@ func TestResolveScenarioRef(t *testing.T) {
 		if c.refusal == "" && got.name != c.spec.ScenarioRef.Name {
 			t.Errorf("%s: resolves to %q", c.what, got.name)
 		}
+	}
+}
+
+// TestClaimIsExclusive, on the sandbox's API server: two replicas that saw the same version of a
+// new DrillRun both try to claim it; the API server takes one status write, refuses the other
+// (a conflict), and only the replica whose claim stood starts the run, under the id the status
+// names.
+func TestClaimIsExclusive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs the sandbox")
+	}
+	sb := sandboxtest.Shared(t, sandbox.Options{})
+	dyn, err := dynamic.NewForConfig(sb.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := installCRD(t, dyn)
+	res := dyn.Resource(v1alpha1.DrillRunResource).Namespace(ns)
+	dr := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "firedrill.dev/v1alpha1", "kind": "DrillRun",
+		"metadata": map[string]any{"name": "claimed-once"}, "spec": map[string]any{"scenarioRef": map[string]any{"name": "from-file"}}}}
+	seen, err := res.Create(t.Context(), dr, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := "/etc/firedrill/scenarios/from-file.yaml"
+	var mu sync.Mutex
+	var started []string
+	replica := func() *RunController {
+		return NewRunController(dyn, RunsOptions{Namespace: ns,
+			Entries: func() []schedule.Entry {
+				return []schedule.Entry{{File: file, Scenario: &scenarios.Scenario{Metadata: scenarios.Metadata{Name: "from-file"}}}}
+			},
+			Scheduled: func() []schedule.Status { return []schedule.Status{{Name: "from-file", File: file}} },
+			Start: func(_ context.Context, name string, tr schedule.Trigger) (string, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				started = append(started, tr.ID)
+				return tr.ID, nil
+			}})
+	}
+	a, b := replica(), replica()
+	if err := a.reconcile(t.Context(), seen); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.reconcile(t.Context(), seen.DeepCopy()); err != nil {
+		t.Fatalf("the losing claim is no error, only nothing to do: %v", err)
+	}
+	got, err := res.Get(t.Context(), "claimed-once", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, _ := unstructured.NestedString(got.Object, "status", "runID")
+	phase, _, _ := unstructured.NestedString(got.Object, "status", "phase")
+	if len(started) != 1 || started[0] != id || phase != string(v1alpha1.DrillRunRunning) {
+		t.Errorf("runs started %v; the DrillRun is %s with run %q", started, phase, id)
 	}
 }

@@ -121,12 +121,18 @@ func resolve(ns string, spec v1alpha1.DrillRunSpec, entries []schedule.Entry, sc
 	if spec.Seed != nil && (*spec.Seed < 0 || uint64(*spec.Seed) > sample.MaxSeed) {
 		return target{refusal: fmt.Sprintf("spec.seed %d: want a whole number from 0 to %d, as a run record's backup.selection.seed", *spec.Seed, uint64(sample.MaxSeed))}
 	}
+	loaded := false
 	for _, s := range scheduled {
+		loaded = loaded || (s.Name == name && s.File == holder.File)
 		if s.Name == name && s.Running != "" {
 			t.wait = fmt.Sprintf("waiting for run %s of %s to finish: a scenario runs once at a time", s.Running, name)
 		} else if s.Name == name && s.Queued > 0 {
 			t.wait = fmt.Sprintf("waiting for the queued run of %s: a scenario runs once at a time", name)
 		}
+	}
+	if !loaded {
+		// Seen by the watch, not yet handed to the scheduler (that is debounced).
+		t.wait = fmt.Sprintf("waiting for serve to load scenario %q", name)
 	}
 	return t
 }

@@ -116,6 +116,9 @@ type LeaderElection struct {
 	Name string
 	// LeaseDuration > RenewDeadline > RetryPeriod, as in client-go (defaults 15s, 10s, 2s).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Identity of this replica in the Lease; default hostname_pid. Replicas in one process (tests)
+	// need their own.
+	Identity string
 }
 
 // ClusterScenarios are the settings of `serve --scenarios-from cluster`.

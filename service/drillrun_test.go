@@ -177,11 +177,21 @@ func TestDrillRuns(t *testing.T) {
 	}
 }
 
-// TestDrillRunRunsOnce: two replicas that both act (no leader election: the worst case of two
-// leaders) see the same DrillRuns; each DrillRun's claim is a status write on the version the
-// replica saw, so each runs exactly once, under the id its status names.
+// TestDrillRunRunsOnce: two replicas see the same DrillRuns, and each runs exactly once, under
+// the id its status names. With leader election only the leader acts; without it both do (the
+// worst case of two leaders), and a DrillRun's claim — a status write on the version the replica
+// saw — is what keeps the second from running it too.
 func TestDrillRunRunsOnce(t *testing.T) {
 	t.Parallel()
+	for _, elect := range []bool{true, false} {
+		t.Run(fmt.Sprintf("leader election %v", elect), func(t *testing.T) {
+			t.Parallel()
+			runsOnce(t, elect)
+		})
+	}
+}
+
+func runsOnce(t *testing.T, elect bool) {
 	dyn, restCfg := drillRunCluster(t)
 	ns := testNamespace(t, dyn, "drillruns-once")
 	store := openSQLite(t)
@@ -190,14 +200,20 @@ func TestDrillRunRunsOnce(t *testing.T) {
 		createScenario(t, dyn, ns, scenario(fmt.Sprintf("once-%d", i), "", "pass"))
 	}
 	var logs [2]testkit.Buffer
+	var svcs [2]*Service
 	for i := range logs {
 		cfg := testConfig(t, store, "", newHooks(), &logs[i])
 		cfg.Kube = func() (*rest.Config, error) { return restCfg, nil }
 		cfg.ClusterScenarios = &ClusterScenarios{Namespace: ns, DrillRunHistoryLimit: 10}
+		if elect {
+			cfg.LeaderElection = &LeaderElection{Namespace: ns, Name: "firedrill", Identity: fmt.Sprintf("replica-%d", i),
+				LeaseDuration: 6 * time.Second, RenewDeadline: 4 * time.Second, RetryPeriod: time.Second}
+		}
 		svc, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		svcs[i] = svc
 		start(t.Context(), t, svc)
 	}
 	defer func() {
@@ -205,6 +221,18 @@ func TestDrillRunRunsOnce(t *testing.T) {
 			t.Logf("replica 0:\n%s\nreplica 1:\n%s", logs[0].String(), logs[1].String())
 		}
 	}()
+	leader := -1
+	if elect {
+		testkit.EventuallyTrue(t, time.Minute, "a replica leads", func() bool {
+			for i, s := range svcs {
+				if s.elector.Leading() {
+					leader = i
+					return true
+				}
+			}
+			return false
+		})
+	}
 	for i := range n {
 		createDrillRun(t, dyn, ns, fmt.Sprintf("once-%d", i), map[string]any{"scenarioRef": map[string]any{"name": fmt.Sprintf("once-%d", i)}})
 	}
@@ -216,7 +244,14 @@ func TestDrillRunRunsOnce(t *testing.T) {
 			t.Errorf("DrillRun %s: status %+v; runs %d", name, st, len(ran))
 		}
 	}
-	t.Logf("replica 0 started %d DrillRuns, replica 1 %d", strings.Count(logs[0].String(), `msg="DrillRun started"`), strings.Count(logs[1].String(), `msg="DrillRun started"`))
+	var started [2]int
+	for i := range logs {
+		started[i] = strings.Count(logs[i].String(), `msg="DrillRun started"`)
+	}
+	t.Logf("replica 0 started %d DrillRuns, replica 1 %d", started[0], started[1])
+	if elect && started[1-leader] != 0 {
+		t.Errorf("the follower, replica %d, started %d DrillRuns", 1-leader, started[1-leader])
+	}
 }
 
 // drillRunCluster is the sandbox's API server with the Scenario and DrillRun CRDs applied.

@@ -122,7 +122,7 @@ func New(cfg Config) (_ *Service, err error) {
 		if ns == "" {
 			ns = podNamespace()
 		}
-		s.elector, err = leader.New(restCfg, leader.Options{Namespace: ns, Name: le.Name, LeaseDuration: le.LeaseDuration,
+		s.elector, err = leader.New(restCfg, leader.Options{Namespace: ns, Name: le.Name, Identity: le.Identity, LeaseDuration: le.LeaseDuration,
 			RenewDeadline: le.RenewDeadline, RetryPeriod: le.RetryPeriod, Logger: log.With("component", "leader")})
 		if err != nil {
 			return nil, &ConfigError{Err: fmt.Errorf("--leader-elect: %w", err)}

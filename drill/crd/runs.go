@@ -224,6 +224,9 @@ func (c *RunController) pass(ctx context.Context) {
 
 // reconcile acts on one DrillRun: start it, or follow its run, or nothing when it is done.
 func (c *RunController) reconcile(ctx context.Context, u *unstructured.Unstructured) error {
+	if p, _, _ := unstructured.NestedString(u.Object, "status", "phase"); p == string(v1alpha1.DrillRunFinished) || p == string(v1alpha1.DrillRunFailed) {
+		return nil // done: most DrillRuns, every pass
+	}
 	var dr v1alpha1.DrillRun
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &dr); err != nil {
 		return fmt.Errorf("read DrillRun: %w", err)

@@ -20,15 +20,15 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/firedrill ./cmd/firedrill
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $(BIN)/firedrill-probe ./cmd/firedrill-probe
 
-## generate: the Scenario CRD from api/v1alpha1 with controller-gen (pinned in hack/tools/controller-gen), into the kustomize base and the chart
+## generate: the Scenario and DrillRun CRDs from api/v1alpha1 with controller-gen (pinned in hack/tools/controller-gen), into the kustomize base and the chart
 # (deploy/crd_test.go runs this target with other directories to prove the committed files fresh.)
-CRD           := firedrill.dev_scenarios.yaml
+CRDS          := firedrill.dev_scenarios.yaml firedrill.dev_drillruns.yaml
 CRD_DIR       ?= deploy/kustomize/base/crds
 CHART_CRD_DIR ?= deploy/helm/firedrill/crds
 generate:
 	cd hack/tools/controller-gen && $(GO) build -o $(BIN)/controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen
 	$(BIN)/controller-gen crd:allowDangerousTypes=true paths=./api/... output:crd:dir=$(CRD_DIR)
-	cp $(CRD_DIR)/$(CRD) $(CHART_CRD_DIR)/$(CRD)
+	for f in $(CRDS); do cp $(CRD_DIR)/$$f $(CHART_CRD_DIR)/$$f; done
 
 ## sandbox-bin: the sandbox's pinned component binaries, helm and the real node's parts and images (cold: about 30-40 minutes; then seconds)
 sandbox-bin:

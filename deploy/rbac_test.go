@@ -27,9 +27,9 @@ import (
 
 // TestRBACForReal deploys the base's ServiceAccount, RBAC and admission policy to the sandbox for
 // real, and with a token of that ServiceAccount — nothing else — runs an etcd drill, a Velero
-// drill and `serve` with --leader-elect (a run triggered through the API): they pass under the
-// policy. The same identity is then refused what firedrill has no business with, by RBAC and by
-// the policy (admission_test.go), and admitted what firedrill does.
+// drill and `serve` with --leader-elect (a run triggered through the API, a DrillRun): they pass
+// under the policy. The same identity is then refused what firedrill has no business with, by
+// RBAC and by the policy (admission_test.go), and admitted what firedrill does.
 func TestRBACForReal(t *testing.T) {
 	if firedrillBin == "" {
 		t.Skip("-short: no firedrill binary")
@@ -240,6 +240,19 @@ func servePasses(t *testing.T, env []string, scenario string, admin func([]byte,
 		out := admin(nil, "-n", "firedrill-system", "get", "scenario", "rbac-cluster", "-o", `jsonpath={.status.conditions[?(@.type=="Valid")].status}`)
 		return string(out) == "True", string(out) + "\n" + stderr.String()
 	})
+	// A DrillRun an admin creates is claimed, run and followed with this identity.
+	admin([]byte("apiVersion: firedrill.dev/v1alpha1\nkind: DrillRun\nmetadata: {name: rbac-drillrun}\nspec: {scenarioRef: {name: rbac-cluster}}\n"),
+		"-n", "firedrill-system", "create", "-f", "-")
+	t.Cleanup(func() {
+		admin(nil, "-n", "firedrill-system", "delete", "drillrun", "rbac-drillrun", "--ignore-not-found")
+	})
+	poll(t, 10*time.Minute, "the DrillRun to finish", func() (bool, string) {
+		out := admin(nil, "-n", "firedrill-system", "get", "drillrun", "rbac-drillrun", "-o", "jsonpath={.status.phase} {.status.result} {.status.recordHash}")
+		return strings.HasPrefix(string(out), "Finished "), string(out) + "\n" + stderr.String()
+	})
+	if out := strings.Fields(string(admin(nil, "-n", "firedrill-system", "get", "drillrun", "rbac-drillrun", "-o", "jsonpath={.status.result} {.status.recordHash}"))); len(out) != 2 || out[0] != "passed" {
+		t.Errorf("the DrillRun run by the ServiceAccount: %v\n%s", out, stderr.String())
+	}
 	// The Lease was created by the ServiceAccount, in firedrill's namespace.
 	if holder := string(admin(nil, "-n", "firedrill-system", "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}")); holder == "" {
 		t.Errorf("Lease %s has no holder", lease)
@@ -325,6 +338,8 @@ func refusals(t *testing.T, kubeconfig string, as, admin func([]byte, ...string)
 		{"update", "scenarios.firedrill.dev", "-n", "firedrill-system"},
 		{"create", "scenarios.firedrill.dev", "-n", "firedrill-system"},
 		{"delete", "scenarios.firedrill.dev", "-n", "firedrill-system"},
+		{"update", "drillruns.firedrill.dev", "-n", "shop"},
+		{"patch", "drillruns.firedrill.dev", "-n", "shop"},
 	} {
 		if got := canI(c...); got != "no" {
 			t.Errorf("can-i %s: %q, want no", strings.Join(c, " "), got)
@@ -338,6 +353,8 @@ func refusals(t *testing.T, kubeconfig string, as, admin func([]byte, ...string)
 		{"create", "pods", "-n", "kube-system"}, {"create", "jobs.batch", "-n", "kube-system"},
 		{"update", "configmaps", "-n", "kube-system"},
 		{"watch", "scenarios.firedrill.dev", "-n", "shop"}, {"update", "scenarios.firedrill.dev", "--subresource=status", "-n", "shop"},
+		{"watch", "drillruns.firedrill.dev", "-n", "shop"}, {"create", "drillruns.firedrill.dev", "-n", "shop"},
+		{"delete", "drillruns.firedrill.dev", "-n", "shop"}, {"update", "drillruns.firedrill.dev", "--subresource=status", "-n", "shop"},
 	} {
 		if got := canI(c...); got != "yes" {
 			t.Errorf("can-i %s: %q, want yes", strings.Join(c, " "), got)

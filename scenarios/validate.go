@@ -63,18 +63,31 @@ func (m *Metadata) validate(p *problems) {
 	case len(m.Name) > 63 || !dns1123Label.MatchString(m.Name):
 		p.add("metadata.name", "%q is not a valid name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit", m.Name)
 	}
-	for _, k := range sortedKeys(m.Labels) {
-		field := keyField("metadata.labels", k)
-		if msg := qualifiedNameProblem(k); msg != "" {
-			p.add(field, "%s", msg)
-		}
-		if v := m.Labels[k]; v != "" && (len(v) > 63 || !labelName.MatchString(v)) {
-			p.add(field, "value %q is not a valid label value: use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit", v)
-		}
-	}
+	validateLabels(p, "metadata.labels", m.Labels)
 	for _, k := range sortedKeys(m.Annotations) {
 		if msg := qualifiedNameProblem(k); msg != "" {
 			p.add(keyField("metadata.annotations", k), "%s", msg)
+		}
+	}
+}
+
+// ValidateLabels checks labels as a scenario's metadata.labels are checked, naming each problem
+// by field (e.g. spec.labels): what else puts labels on run records (a DrillRun) holds them to
+// the same rule.
+func ValidateLabels(field string, labels map[string]string) error {
+	p := &problems{}
+	validateLabels(p, field, labels)
+	return p.err()
+}
+
+func validateLabels(p *problems, field string, labels map[string]string) {
+	for _, k := range sortedKeys(labels) {
+		f := keyField(field, k)
+		if msg := qualifiedNameProblem(k); msg != "" {
+			p.add(f, "%s", msg)
+		}
+		if v := labels[k]; v != "" && (len(v) > 63 || !labelName.MatchString(v)) {
+			p.add(f, "value %q is not a valid label value: use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit", v)
 		}
 	}
 }

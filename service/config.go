@@ -116,6 +116,9 @@ type LeaderElection struct {
 	Name string
 	// LeaseDuration > RenewDeadline > RetryPeriod, as in client-go (defaults 15s, 10s, 2s).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Identity of this replica in the Lease; default hostname_pid. Replicas in one process (tests)
+	// need their own.
+	Identity string
 }
 
 // ClusterScenarios are the settings of `serve --scenarios-from cluster`.
@@ -125,6 +128,11 @@ type ClusterScenarios struct {
 	// StatusInterval is how often every Scenario's status is compared with what it should be,
 	// besides after each change and each run; default 30s.
 	StatusInterval time.Duration
+	// DrillRunHistoryLimit is how many DrillRuns of scheduled runs serve keeps per Scenario (it
+	// creates one for each scheduled run of a Scenario resource), deleting the oldest; 0: it
+	// creates none. DrillRuns people create are never deleted. DrillRuns are served when their
+	// CRD is installed and RBAC allows them; else serve warns and goes on without.
+	DrillRunHistoryLimit int
 }
 
 // ConfigError is a setting the service can't use, as opposed to an outage: a mistake in how

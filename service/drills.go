@@ -20,7 +20,7 @@ func (s *Service) runDrill(ctx context.Context, sc *scenarios.Scenario, t schedu
 		op = s.cfg.Operator
 	}
 	guard := &beginGuard{Recorder: s.spool}
-	runner := &drill.Runner{Recorder: guard, Progress: logProgress{rlog}, Trigger: t.Kind, ID: t.ID, Operator: op, Runner: s.cfg.Runner}
+	runner := &drill.Runner{Recorder: guard, Progress: logProgress{rlog}, Trigger: t.Kind, ID: t.ID, Operator: op, Runner: s.cfg.Runner, Seed: t.Seed}
 	if !t.ScheduledFor.IsZero() {
 		sf := t.ScheduledFor.UTC()
 		runner.ScheduledFor = &sf

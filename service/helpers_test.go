@@ -61,7 +61,11 @@ type testRun struct {
 func (r *testRun) Preflight(context.Context) error { return nil }
 func (r *testRun) Backup(context.Context) (drill.BackupRecord, error) {
 	created := time.Now().UTC()
-	return drill.BackupRecord{Kind: "test", Source: "take", CreatedAt: &created}, nil
+	b := drill.BackupRecord{Kind: "test", Source: "take", CreatedAt: &created}
+	if r.rc.Seed != nil { // as a driver that chooses at random records a given seed
+		b.Selection = &drill.SelectionRecord{Method: "random", Seed: r.rc.Seed, SeedGiven: true, Candidates: []drill.SelectionCandidate{}}
+	}
+	return b, nil
 }
 func (r *testRun) Restore(ctx context.Context) error {
 	if r.sc.Metadata.Labels["drill"] != "gated" {

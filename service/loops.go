@@ -34,6 +34,13 @@ func (s *Service) startLoops(ctx context.Context, wg *sync.WaitGroup) {
 		})
 		wg.Go(func() { s.status.Run(ctx) })
 	}
+	if s.runs != nil {
+		wg.Go(func() {
+			if err := s.runs.Run(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("watching DrillRuns stopped; new ones are not run", "err", err)
+			}
+		})
+	}
 	wg.Go(func() { every(ctx, scenarioMetricsEvery, func() { s.metrics.SetScenarios(s.sched.Scenarios()) }) })
 	if s.elector != nil {
 		// A follower's last-run gauges would otherwise stay as they were at its start-up, and
@@ -125,6 +132,9 @@ func (s *Service) schedule(schedCtx, electCtx context.Context, fatal chan<- erro
 			s.log.Info("became leader: scheduling")
 			if s.status != nil {
 				s.status.Poke()
+			}
+			if s.runs != nil {
+				s.runs.Poke()
 			}
 			s.markAbandoned(lctx) // the previous leader's runs, if it died
 			lead, cancel := context.WithCancel(lctx)

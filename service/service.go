@@ -31,6 +31,7 @@ import (
 	"github.com/firedrill-dev/firedrill/drill/schedule"
 	"github.com/firedrill-dev/firedrill/janitor"
 	"github.com/firedrill-dev/firedrill/notify"
+	"github.com/firedrill-dev/firedrill/scenarios"
 	"github.com/firedrill-dev/firedrill/server"
 )
 
@@ -55,10 +56,11 @@ type Service struct {
 	log      *slog.Logger
 	ln       net.Listener
 	spool    *history.Spool
-	watcher  *schedule.Watcher // nil: no scenario files
-	cluster  *crd.Source       // nil: no cluster scenarios
-	status   *crd.StatusWriter // with cluster
-	updateMu sync.Mutex        // one scenario update at a time, files' or the cluster's
+	watcher  *schedule.Watcher  // nil: no scenario files
+	cluster  *crd.Source        // nil: no cluster scenarios
+	status   *crd.StatusWriter  // with cluster
+	runs     *crd.RunController // with cluster, when the DrillRun CRD is served
+	updateMu sync.Mutex         // one scenario update at a time, files' or the cluster's
 	sched    *schedule.Scheduler
 	metrics  *server.Metrics
 	notifier *notify.Notifier
@@ -120,7 +122,7 @@ func New(cfg Config) (_ *Service, err error) {
 		if ns == "" {
 			ns = podNamespace()
 		}
-		s.elector, err = leader.New(restCfg, leader.Options{Namespace: ns, Name: le.Name, LeaseDuration: le.LeaseDuration,
+		s.elector, err = leader.New(restCfg, leader.Options{Namespace: ns, Name: le.Name, Identity: le.Identity, LeaseDuration: le.LeaseDuration,
 			RenewDeadline: le.RenewDeadline, RetryPeriod: le.RetryPeriod, Logger: log.With("component", "leader")})
 		if err != nil {
 			return nil, &ConfigError{Err: fmt.Errorf("--leader-elect: %w", err)}
@@ -146,8 +148,9 @@ func New(cfg Config) (_ *Service, err error) {
 			return nil, &ConfigError{Err: fmt.Errorf("scenarios: %w", err), Hint: "Point --scenarios at a readable directory of scenario files."}
 		}
 	}
+	var dyn dynamic.Interface
 	if cc := cfg.ClusterScenarios; cc != nil {
-		if s.cluster, err = loadClusterScenarios(restCfg, kubeErr, cc.Namespace, log); err != nil {
+		if s.cluster, dyn, err = loadClusterScenarios(restCfg, kubeErr, cc.Namespace, log); err != nil {
 			return nil, err
 		}
 	}
@@ -161,6 +164,7 @@ func New(cfg Config) (_ *Service, err error) {
 		MaxConcurrent:    cfg.MaxConcurrent,
 		StartingDeadline: cfg.StartingDeadline,
 		OnFinish:         s.observe,
+		OnStart:          s.runStarted,
 		Logger:           log.With("component", "scheduler"),
 		Runner:           cfg.Runner,
 	})
@@ -171,6 +175,7 @@ func New(cfg Config) (_ *Service, err error) {
 	if s.cluster != nil {
 		s.status = crd.NewStatusWriter(s.cluster, crd.StatusOptions{Scheduled: s.sched.Scenarios, Runs: cfg.Store, Leading: leading,
 			Every: cfg.ClusterScenarios.StatusInterval, Logger: log.With("component", "scenario-status")})
+		s.runs = drillRuns(dyn, cfg, s, leading, log)
 	}
 	entries := s.updateScenarios()
 	log.Info("scenarios loaded", "dir", cfg.ScenariosDir, "cluster", s.cluster != nil, "scenarios", len(entries), "scheduled", countScheduled(entries), "invalid", countInvalid(entries))
@@ -389,26 +394,52 @@ func (s *Service) observe(r *drill.Record) {
 	if s.status != nil {
 		s.status.RunFinished(r.Scenario)
 	}
+	if s.runs != nil {
+		s.runs.RunFinished(r)
+	}
+}
+
+// runStarted is the scheduler's OnStart: a scheduled run of a Scenario resource gets a DrillRun.
+func (s *Service) runStarted(sc *scenarios.Scenario, t schedule.Trigger) {
+	if s.runs != nil {
+		s.runs.ScheduledRunStarted(sc, t)
+	}
+}
+
+// drillRuns is the controller of DrillRun resources, or nil, with a warning, when the cluster
+// does not serve them to this replica: a cluster upgraded without the new CRD (Helm never
+// upgrades CRDs) keeps its Scenarios working.
+func drillRuns(dyn dynamic.Interface, cfg Config, s *Service, leading func() bool, log *slog.Logger) *crd.RunController {
+	cc := cfg.ClusterScenarios
+	c := crd.NewRunController(dyn, crd.RunsOptions{Namespace: cc.Namespace, Entries: s.entries, Source: s.cluster, Scheduled: s.sched.Scenarios,
+		Start: s.sched.Start, Records: cfg.Store, Leading: leading, HistoryLimit: cc.DrillRunHistoryLimit, Logger: log.With("component", "drillruns")})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Check(ctx); err != nil {
+		log.Warn("DrillRuns are off: serve cannot read them", "err", err)
+		return nil
+	}
+	return c
 }
 
 // loadClusterScenarios lists the cluster's Scenarios once: New fails, with what to do, when
 // they cannot be read.
-func loadClusterScenarios(restCfg *rest.Config, kubeErr error, namespace string, log *slog.Logger) (*crd.Source, error) {
+func loadClusterScenarios(restCfg *rest.Config, kubeErr error, namespace string, log *slog.Logger) (*crd.Source, dynamic.Interface, error) {
 	const hint = "--scenarios-from cluster needs the Scenario CRD installed (deploy/) and RBAC to list and watch Scenarios."
 	if kubeErr != nil {
-		return nil, &ConfigError{Err: fmt.Errorf("--scenarios-from cluster: %w", kubeErr), Hint: "Run in a cluster, or set --kubeconfig/--context."}
+		return nil, nil, &ConfigError{Err: fmt.Errorf("--scenarios-from cluster: %w", kubeErr), Hint: "Run in a cluster, or set --kubeconfig/--context."}
 	}
 	dyn, err := dynamic.NewForConfig(restCfg)
 	if err != nil {
-		return nil, fmt.Errorf("--scenarios-from cluster: %w", err)
+		return nil, nil, fmt.Errorf("--scenarios-from cluster: %w", err)
 	}
 	src := crd.NewSource(dyn, namespace, log.With("component", "cluster-scenarios"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := src.Load(ctx); err != nil {
-		return nil, &ConfigError{Err: fmt.Errorf("--scenarios-from cluster: %w", err), Hint: hint}
+		return nil, nil, &ConfigError{Err: fmt.Errorf("--scenarios-from cluster: %w", err), Hint: hint}
 	}
-	return src, nil
+	return src, dyn, nil
 }
 
 // entries are the scenario files' entries, then the cluster's.

@@ -26,6 +26,7 @@ type serveOptions struct {
 	readTokenFile                string
 	scenariosFrom                string
 	scenariosNamespace           string
+	drillRunHistoryLimit         int
 	logFormat, logLevel          string
 	coverage                     coverageFlags
 }
@@ -45,7 +46,10 @@ With --scenarios-from cluster (or files,cluster), the Scenario resources of the 
 (firedrill.dev/v1alpha1, the same spec as a file) are scheduled too: watched, validated on every
 change, and their status (Valid, Ready, LastRunPassed, last and next run) written by the
 leader, so that 'kubectl get scenarios' shows them. A Scenario's name is its metadata.name; one
-that a file or an older Scenario has is not scheduled (its Ready condition says so).
+that a file or an older Scenario has is not scheduled (its Ready condition says so). Creating a
+DrillRun runs a Scenario of its namespace (or a scenario file) now, and its status follows the
+run until its record is sealed; scheduled runs of Scenarios get DrillRuns too, the newest
+--drillrun-history-limit kept per Scenario.
 
 After downtime, a run missed within --starting-deadline is started once; older ones are recorded
 as missed. Runs left running by a crashed firedrill are marked aborted at start-up.
@@ -120,6 +124,7 @@ func (o *serveOptions) check(getenv func(string) string) error {
 		{c.ShutdownGrace < 0, fmt.Sprintf("--shutdown-grace must not be negative, got %s", c.ShutdownGrace)},
 		{c.JanitorInterval < 0, fmt.Sprintf("--janitor-interval must not be negative, got %s", c.JanitorInterval)},
 		{c.CoverageInterval < 0, fmt.Sprintf("--coverage-interval must not be negative, got %s", c.CoverageInterval)},
+		{o.drillRunHistoryLimit < 0, fmt.Sprintf("--drillrun-history-limit must not be negative, got %d", o.drillRunHistoryLimit)},
 		{c.SpoolFlushInterval <= 0, fmt.Sprintf("--spool-flush-interval must be positive, got %s", c.SpoolFlushInterval)},
 		{o.leaderElect && !(l.LeaseDuration > l.RenewDeadline && l.RenewDeadline > l.RetryPeriod && l.RetryPeriod > 0), fmt.Sprintf(
 			"lease timings must satisfy --lease-duration (%s) > --renew-deadline (%s) > --retry-period (%s) > 0", l.LeaseDuration, l.RenewDeadline, l.RetryPeriod)},
@@ -130,7 +135,7 @@ func (o *serveOptions) check(getenv func(string) string) error {
 		}
 	}
 	if cluster {
-		o.cfg.ClusterScenarios = &service.ClusterScenarios{Namespace: o.scenariosNamespace}
+		o.cfg.ClusterScenarios = &service.ClusterScenarios{Namespace: o.scenariosNamespace, DrillRunHistoryLimit: o.drillRunHistoryLimit}
 	}
 	for _, u := range strings.Split(getenv("FIREDRILL_SLACK_WEBHOOK"), ",") {
 		if u = strings.TrimSpace(u); u != "" {

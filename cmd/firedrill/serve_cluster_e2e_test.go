@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,13 +18,18 @@ import (
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 )
 
-// scenarioCRD is the generated CRD as deploy/ ships it.
-var scenarioCRD = filepath.Join("..", "..", "deploy", "kustomize", "base", "crds", "firedrill.dev_scenarios.yaml")
+// scenarioCRD and drillRunCRD are the generated CRDs as deploy/ ships them.
+var (
+	scenarioCRD = filepath.Join("..", "..", "deploy", "kustomize", "base", "crds", "firedrill.dev_scenarios.yaml")
+	drillRunCRD = filepath.Join("..", "..", "deploy", "kustomize", "base", "crds", "firedrill.dev_drillruns.yaml")
+)
 
 // TestServeScenariosFromCluster: Scenario resources applied with kubectl are validated,
 // scheduled and run by `serve --scenarios-from cluster`, and `kubectl get scenarios` shows
 // what serve found: valid with its next run, invalid naming the field, the last run as the
-// history recorded it.
+// history recorded it. A DrillRun created with kubectl runs its Scenario, and scheduled runs
+// get DrillRuns, kept to --drillrun-history-limit; their status, the Scenario's and the
+// history name the same record hash.
 func TestServeScenariosFromCluster(t *testing.T) {
 	t.Parallel()
 	needSandbox(t)
@@ -37,7 +43,8 @@ func TestServeScenariosFromCluster(t *testing.T) {
 		return out
 	}
 	kubectl("", "apply", "--server-side", "--force-conflicts", "--field-manager=firedrill-e2e", "-f", scenarioCRD)
-	kubectl("", "wait", "--for=condition=Established", "--timeout=1m", "crd/scenarios.firedrill.dev")
+	kubectl("", "apply", "--server-side", "--force-conflicts", "--field-manager=firedrill-e2e", "-f", drillRunCRD)
+	kubectl("", "wait", "--for=condition=Established", "--timeout=1m", "crd/scenarios.firedrill.dev", "crd/drillruns.firedrill.dev")
 	ns := fmt.Sprintf("drills-e2e-%d", time.Now().UnixNano()%1e6)
 	kubectl("", "create", "namespace", ns)
 	t.Cleanup(func() { runKubectl(sb, "delete", "namespace", ns, "--wait=false")("") })
@@ -46,11 +53,12 @@ func TestServeScenariosFromCluster(t *testing.T) {
 	kubectl(etcdScenario("cluster-sched", "@every 20s", sb.EtcdEndpoints(), "{team: platform}", false), "-n", ns, "apply", "-f", "-")
 	bad := strings.Replace(etcdScenario("cluster-bad", "", sb.EtcdEndpoints(), "", false), "  timeout: 5m\n", "  timeout: 5m\n  schedule: every tuesday\n", 1)
 	kubectl(bad, "-n", ns, "apply", "-f", "-")
+	kubectl(etcdScenario("cluster-adhoc", "", sb.EtcdEndpoints(), "{team: platform}", false), "-n", ns, "apply", "-f", "-")
 
 	hist := filepath.Join(t.TempDir(), "history.db")
 	env := []string{"FIREDRILL_HISTORY=" + hist, "TMPDIR=" + t.TempDir(), "FIREDRILL_BIN_DIR=" + sb.BinDir(), "FIREDRILL_TOKEN=", "FIREDRILL_SCENARIOS="}
 	p := startServe(t, env, "--scenarios-from", "cluster", "--scenarios-namespace", ns, "--kubeconfig", sb.Kubeconfig(),
-		"--shutdown-grace", "2s", "--janitor-interval", "0")
+		"--shutdown-grace", "2s", "--janitor-interval", "0", "--drillrun-history-limit", "1")
 
 	status := func(name string) v1alpha1.ScenarioStatus {
 		t.Helper()
@@ -133,6 +141,75 @@ func TestServeScenariosFromCluster(t *testing.T) {
 	}
 
 	t.Logf("kubectl get scenarios after a run:\n%s", kubectl("", "-n", ns, "get", "scenarios"))
+
+	// The documented DrillRun, for cluster-adhoc: kubectl create, kubectl wait, and its status,
+	// the Scenario's lastRun and the history agree.
+	manifest, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "drillrun.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := strings.Replace(string(manifest), "name: control-plane-etcd", "name: cluster-adhoc", 1)
+	created := strings.TrimSpace(kubectl(example, "-n", ns, "create", "-f", "-", "-o", "name"))
+	kubectl("", "-n", ns, "wait", "--for=condition=Complete", "--timeout=5m", created)
+	drillRun := func(name string) v1alpha1.DrillRunStatus {
+		t.Helper()
+		var dr v1alpha1.DrillRun
+		if err := json.Unmarshal([]byte(kubectl("", "-n", ns, "get", name, "-o", "json")), &dr); err != nil {
+			t.Fatal(err)
+		}
+		return dr.Status
+	}
+	ds := drillRun(created)
+	adhoc := waitRun(t, p, ds.RunID, time.Minute)
+	if ds.Phase != v1alpha1.DrillRunFinished || ds.Result != "passed" || ds.RecordHash == "" || ds.RecordHash != adhoc.Hash ||
+		adhoc.Trigger != "drillrun" || adhoc.Labels["change"] != "CHG-1234" || adhoc.Labels["team"] != "platform" {
+		t.Errorf("DrillRun %s: %+v; its record %s: %s, hash %s, trigger %s, labels %v", created, ds, adhoc.ID, adhoc.Result, adhoc.Hash, adhoc.Trigger, adhoc.Labels)
+	}
+	testkit.EventuallyTrue(t, time.Minute, "cluster-adhoc's lastRun names the DrillRun's record", func() bool {
+		lr := status("cluster-adhoc").LastRun
+		return lr != nil && lr.RecordHash == adhoc.Hash && lr.ID == adhoc.ID
+	})
+	// A DrillRun naming no scenario of its namespace fails at once, saying so.
+	kubectl("apiVersion: firedrill.dev/v1alpha1\nkind: DrillRun\nmetadata: {name: nope}\nspec: {scenarioRef: {name: nope}}\n", "-n", ns, "create", "-f", "-")
+	kubectl("", "-n", ns, "wait", "--for=condition=Complete", "--timeout=1m", "drillrun/nope")
+	if ds := drillRun("drillrun/nope"); ds.Phase != v1alpha1.DrillRunFailed || !strings.Contains(ds.Message, `no scenario "nope"`) {
+		t.Errorf("a DrillRun of no scenario: %+v", ds)
+	}
+
+	// Scheduled runs got DrillRuns; one is kept (--drillrun-history-limit 1), the newest.
+	var kept v1alpha1.DrillRunStatus
+	testkit.EventuallyTrue(t, 3*time.Minute, "two scheduled runs of cluster-sched, the DrillRun of the newest kept alone", func() bool {
+		var list struct{ Items []v1alpha1.DrillRun }
+		if err := json.Unmarshal([]byte(kubectl("", "-n", ns, "get", "drillruns", "-l", "firedrill.dev/scenario=cluster-sched,firedrill.dev/trigger=schedule", "-o", "json")), &list); err != nil {
+			t.Fatal(err)
+		}
+		scheduled := 0
+		for _, r := range p.runs("cluster-sched") {
+			if r.Trigger == "schedule" && r.Result == drill.Passed {
+				scheduled++
+			}
+		}
+		if len(list.Items) != 1 || scheduled < 2 || list.Items[0].Status.Phase != v1alpha1.DrillRunFinished {
+			return false
+		}
+		kept = list.Items[0].Status
+		return true
+	})
+	if rec := waitRun(t, p, kept.RunID, time.Minute); kept.Result != string(rec.Result) || kept.RecordHash != rec.Hash || rec.Trigger != "schedule" {
+		t.Errorf("the kept DrillRun of a scheduled run: %+v; its record %s: %s, hash %s, trigger %s", kept, rec.ID, rec.Result, rec.Hash, rec.Trigger)
+	}
+	table = kubectl("", "-n", ns, "get", "drillruns")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`NAME\s+SCENARIO\s+PHASE\s+RESULT\s+RECORD\s+AGE`),
+		regexp.MustCompile(`(?m)^control-plane-etcd-\w+\s+cluster-adhoc\s+Finished\s+passed\s+` + regexp.QuoteMeta(adhoc.ID) + `\s`),
+		regexp.MustCompile(`(?m)^nope\s+nope\s+Failed\s`),
+		regexp.MustCompile(`(?m)^cluster-sched-\d+\s+cluster-sched\s+Finished\s+passed\s`),
+	} {
+		if !want.MatchString(table) {
+			t.Errorf("kubectl get drillruns does not match %s:\n%s", want, table)
+		}
+	}
+	t.Logf("kubectl get drillruns:\n%s", table)
 
 	// An edit that breaks it keeps the last valid version scheduled, and says so.
 	kubectl("", "-n", ns, "patch", "scenario", "cluster-sched", "--type=merge", "-p", `{"spec":{"timeout":"-1m"}}`)

@@ -15,7 +15,8 @@ func (o *serveOptions) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.Lookup("scenarios").Usage = "directory of scenario files to schedule (required with --scenarios-from files, the default; default: $FIREDRILL_SCENARIOS)"
 	fl.StringVar(&o.scenariosFrom, "scenarios-from", "files", "where scenarios come from: files (--scenarios), cluster (Scenario resources; needs the CRD from deploy/) or files,cluster")
-	fl.StringVar(&o.scenariosNamespace, "scenarios-namespace", "", "with --scenarios-from cluster: the namespace whose Scenarios are scheduled (default: every namespace)")
+	fl.StringVar(&o.scenariosNamespace, "scenarios-namespace", "", "with --scenarios-from cluster: the namespace whose Scenarios are scheduled and DrillRuns run (default: every namespace)")
+	fl.IntVar(&o.drillRunHistoryLimit, "drillrun-history-limit", 10, "with --scenarios-from cluster: DrillRuns of scheduled runs kept per Scenario, the oldest deleted first (0: scheduled runs get none; DrillRuns people create are never deleted)")
 	fl.StringVar(&o.cfg.Listen, "listen", "127.0.0.1:8080", "address of the HTTP API, dashboard and /metrics (port 0 picks a free port, logged)")
 	fl.StringVar(&o.history, "history", "", "history database: a path, sqlite:///path or postgres://... (default: $FIREDRILL_HISTORY, else ~/.local/share/firedrill/history.db)")
 	fl.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token API writes need (default: $FIREDRILL_TOKEN; neither: writes disabled)")

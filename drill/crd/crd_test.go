@@ -249,19 +249,22 @@ func TestStatusWritesOnlyWhileLeadingRetryingConflicts(t *testing.T) {
 	}
 }
 
-// installCRD applies the generated CRD and returns a new namespace, deleted at the end.
+// installCRD applies the generated CRDs (Scenario, DrillRun) and returns a new namespace,
+// deleted at the end.
 func installCRD(t testing.TB, dyn dynamic.Interface) string {
 	t.Helper()
-	crd, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kustomize", "base", "crds", "firedrill.dev_scenarios.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var obj unstructured.Unstructured
-	if err := yaml.Unmarshal(crd, &obj.Object); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dyn.Resource(apiextensionsCRDs).Apply(t.Context(), obj.GetName(), &obj, metav1.ApplyOptions{FieldManager: "firedrill-test", Force: true}); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"firedrill.dev_scenarios.yaml", "firedrill.dev_drillruns.yaml"} {
+		crd, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kustomize", "base", "crds", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var obj unstructured.Unstructured
+		if err := yaml.Unmarshal(crd, &obj.Object); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dyn.Resource(apiextensionsCRDs).Apply(t.Context(), obj.GetName(), &obj, metav1.ApplyOptions{FieldManager: "firedrill-test", Force: true}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ns := fmt.Sprintf("crd-test-%d", time.Now().UnixNano()%1e9)
 	nsObj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
@@ -272,6 +275,9 @@ func installCRD(t testing.TB, dyn dynamic.Interface) string {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		_, err := dyn.Resource(v1alpha1.ScenarioResource).Namespace(ns).List(t.Context(), metav1.ListOptions{Limit: 1})
+		if err == nil {
+			_, err = dyn.Resource(v1alpha1.DrillRunResource).Namespace(ns).List(t.Context(), metav1.ListOptions{Limit: 1})
+		}
 		if err == nil {
 			return ns
 		}

@@ -237,3 +237,14 @@ func (s *Source) snapshot() []item {
 	}
 	return out
 }
+
+// object is the Scenario resource namespace/name as the Source last saw it; nil when it has
+// none.
+func (s *Source) object(key string) *unstructured.Unstructured {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if it := s.items[key]; it != nil {
+		return it.obj
+	}
+	return nil
+}

@@ -307,7 +307,7 @@ func (w *StatusWriter) write(ctx context.Context, it item, want v1alpha1.Scenari
 			c.LastTransitionTime = now
 			meta.SetStatusCondition(&next.Conditions, c)
 		}
-		if sameStatus(cur, next) {
+		if sameJSON(cur, next) {
 			return nil
 		}
 		raw, err := toMap(next)
@@ -320,13 +320,14 @@ func (w *StatusWriter) write(ctx context.Context, it item, want v1alpha1.Scenari
 	})
 }
 
-func sameStatus(a, b v1alpha1.ScenarioStatus) bool {
+// sameJSON compares two statuses as the API server would store them.
+func sameJSON(a, b any) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
 }
 
-func toMap(st v1alpha1.ScenarioStatus) (map[string]any, error) {
+func toMap(st any) (map[string]any, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return nil, err

@@ -32,18 +32,27 @@ type Trigger struct {
 	// ID is the run id, assigned before the run starts (drill.NewRunID); the RunFunc must use it
 	// (drill.Runner.ID).
 	ID string
-	// Kind is "schedule" or "api".
+	// Kind is "schedule", "api" or "drillrun".
 	Kind string
-	// ScheduledFor is the cron time of a scheduled run; zero for "api".
+	// ScheduledFor is the cron time of a scheduled run; zero for the others.
 	ScheduledFor time.Time
-	// Operator is who asked, for "api" runs (from the API's token identity or the request).
+	// Operator is who asked: for "api" runs the API's token identity or the request's, for
+	// "drillrun" runs drillrun/NAMESPACE/NAME.
 	Operator string
+	// Seed, when set, repeats a recorded random choice of the backup (drill.Runner.Seed); the
+	// RunFunc must pass it on.
+	Seed *uint64
+	// Labels are added to the record's (the scenario's labels); a key the scenario has keeps
+	// the scenario's value. The scheduler hands the RunFunc a scenario with both.
+	Labels map[string]string
 }
 
 // Trigger kinds.
 const (
 	KindSchedule = "schedule"
 	KindAPI      = "api"
+	// KindDrillRun: a DrillRun resource asked for the run (drill/crd).
+	KindDrillRun = "drillrun"
 )
 
 // RunFunc carries out one drill and records it in the history itself (drill.Runner with a
@@ -88,8 +97,12 @@ type Options struct {
 	// OnFinish, when set, is called with every final record the scheduler sees (runs, skipped,
 	// missed), for metrics and notifications. It must not block for long.
 	OnFinish func(*drill.Record)
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// OnStart, when set, is called as each run starts (after any wait for a slot), with the
+	// scenario version and trigger it runs with; for a scheduled run another replica may still
+	// turn out to have (history.ErrDuplicateSchedule). It must not block for long.
+	OnStart func(*scenarios.Scenario, Trigger)
+	Now     func() time.Time
+	Logger  *slog.Logger
 	// Runner identifies this process in skipped and missed records.
 	Runner drill.RunnerInfo
 }
@@ -353,6 +366,13 @@ func (s *Scheduler) poke() {
 // respecting the per-scenario overlap rule (ErrBusy) and the concurrency limit (it may
 // queue). It returns the run's id at once.
 func (s *Scheduler) Trigger(ctx context.Context, name, operator string) (string, error) {
+	return s.Start(ctx, name, Trigger{Kind: KindAPI, Operator: operator})
+}
+
+// Start is Trigger with the whole Trigger given: a run id assigned beforehand (a DrillRun claims
+// its run under that id before the run starts), a seed, extra labels. An empty ID gets a new
+// one, an empty Kind is "api"; ScheduledFor is ignored (scheduled runs are the scheduler's own).
+func (s *Scheduler) Start(ctx context.Context, name string, t Trigger) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
@@ -365,9 +385,34 @@ func (s *Scheduler) Trigger(ctx context.Context, name, operator string) (string,
 	if j := st.busy(); j != nil {
 		return "", fmt.Errorf("%w: %s: run %s is still %s; wait for it to finish", ErrBusy, name, j.trig.ID, s.where(j))
 	}
-	j := &job{st: st, sc: st.sc, trig: Trigger{ID: drill.NewRunID(s.now()), Kind: KindAPI, Operator: operator}}
+	if t.ID == "" {
+		t.ID = drill.NewRunID(s.now())
+	}
+	if t.Kind == "" {
+		t.Kind = KindAPI
+	}
+	t.ScheduledFor = time.Time{}
+	j := &job{st: st, sc: withLabels(st.sc, t.Labels), trig: t}
 	s.enqueueLocked(j)
 	return j.trig.ID, nil
+}
+
+// withLabels is sc with extra labels added, sc itself when there are none; sc is not changed
+// (other runs share it). A key sc has keeps sc's value: a run's labels add to its scenario's,
+// they do not rewrite what reports and notifications group by.
+func withLabels(sc *scenarios.Scenario, extra map[string]string) *scenarios.Scenario {
+	if len(extra) == 0 {
+		return sc
+	}
+	c := *sc
+	c.Metadata.Labels = make(map[string]string, len(sc.Metadata.Labels)+len(extra))
+	for k, v := range extra {
+		c.Metadata.Labels[k] = v
+	}
+	for k, v := range sc.Metadata.Labels {
+		c.Metadata.Labels[k] = v
+	}
+	return &c
 }
 
 func (s *Scheduler) where(j *job) string {
@@ -408,6 +453,9 @@ func (s *Scheduler) execute(j *job) {
 		attrs = append(attrs, "scheduledFor", j.trig.ScheduledFor)
 	}
 	s.log.Info("drill started", attrs...)
+	if s.opts.OnStart != nil {
+		s.opts.OnStart(j.sc, j.trig)
+	}
 	rec, err := s.opts.Run(s.runCtx, j.sc, j.trig)
 	switch {
 	case err != nil && isDuplicate(err):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -488,5 +489,56 @@ func TestScheduledRunsQueueInNameOrder(t *testing.T) {
 		}
 	}
 	a.release <- drill.Passed
+	r.fin.next(t)
+}
+
+// TestStartWithAssignedIDSeedAndLabels: a DrillRun's run keeps the id it was claimed under,
+// its seed and extra labels reach the RunFunc, the scenario's own labels win over a run's, and
+// the scenario the others share is not changed. OnStart hears of the run before it runs.
+func TestStartWithAssignedIDSeedAndLabels(t *testing.T) {
+	var started []Trigger
+	var mu sync.Mutex
+	r := newRig(t, date("2026-03-02T10:00:00Z"), Options{OnStart: func(_ *scenarios.Scenario, tr Trigger) {
+		mu.Lock()
+		started = append(started, tr)
+		mu.Unlock()
+	}})
+	sc := scenario("adhoc", "", "")
+	r.s.Update([]Entry{entry(sc)})
+	seed := uint64(4181102)
+	id, err := r.s.Start(context.Background(), "adhoc", Trigger{ID: "20260302-100000-abcdef", Kind: KindDrillRun, Operator: "drillrun/ops/adhoc-1",
+		Seed: &seed, Labels: map[string]string{"change": "CHG-1", "team": "not-sre"}, ScheduledFor: date("2026-03-02T09:00:00Z")})
+	if err != nil || id != "20260302-100000-abcdef" {
+		t.Fatalf("Start = %q, %v; want the assigned id", id, err)
+	}
+	c := r.run.next(t)
+	if c.trig.ID != id || c.trig.Kind != KindDrillRun || c.trig.Seed == nil || *c.trig.Seed != seed || !c.trig.ScheduledFor.IsZero() || c.trig.Operator != "drillrun/ops/adhoc-1" {
+		t.Errorf("the RunFunc got %+v", c.trig)
+	}
+	if l := c.sc.Metadata.Labels; l["change"] != "CHG-1" || l["team"] != "sre" || len(l) != 2 {
+		t.Errorf("the run's scenario has labels %v, want change=CHG-1 added and team=sre kept", l)
+	}
+	if len(sc.Metadata.Labels) != 1 {
+		t.Errorf("the shared scenario was changed: %v", sc.Metadata.Labels)
+	}
+	mu.Lock()
+	if len(started) != 1 || started[0].ID != id {
+		t.Errorf("OnStart heard %+v", started)
+	}
+	mu.Unlock()
+	c.release <- drill.Passed
+	r.fin.next(t)
+
+	// No id or kind: an API run with a new id, as Trigger.
+	testkit.EventuallyTrue(t, wait, "the run to end", func() bool { return r.status(t, "adhoc").Running == "" })
+	id2, err := r.s.Start(context.Background(), "adhoc", Trigger{})
+	if err != nil || id2 == "" || id2 == id {
+		t.Fatalf("Start without an id = %q, %v", id2, err)
+	}
+	c = r.run.next(t)
+	if c.trig.Kind != KindAPI || c.sc != sc {
+		t.Errorf("a run without labels: kind %q, own scenario copy %v", c.trig.Kind, c.sc != sc)
+	}
+	c.release <- drill.Passed
 	r.fin.next(t)
 }

@@ -48,6 +48,34 @@ kubectl -n shop get service web -o custom-columns=SERVICE:.metadata.name,TYPE:.s
 echo "and no scratch namespace is left:"
 kubectl get namespaces -l app.kubernetes.io/managed-by=firedrill
 
+step "Kubernetes-native: the etcd drill as a Scenario resource, run by creating a DrillRun (docs/kubernetes.md)"
+kubectl apply --server-side -f "$root/deploy/kustomize/base/crds/"
+kubectl wait --for=condition=Established --timeout=60s crd/scenarios.firedrill.dev crd/drillruns.firedrill.dev
+sed '/^spec:/a\  schedule: "@every 1h"' "$drill" | kubectl -n default apply -f -
+"$bin/firedrill" serve --scenarios-from cluster --scenarios-namespace default --listen 127.0.0.1:0 \
+  --spool-dir "$dir/spool" >"$dir/serve.log" 2>&1 &
+serve=$!
+trap '{ kill "$serve"; wait "$serve"; } 2>/dev/null || true; step "Stopping the sandbox"; "$bin/firedrill" sandbox down --dir "$dir"' EXIT
+run=$(kubectl -n default create -o name -f - <<'YAML'
+apiVersion: firedrill.dev/v1alpha1
+kind: DrillRun
+metadata: {generateName: demo-control-plane-}
+spec:
+  scenarioRef: {name: demo-control-plane}
+  labels: {change: DEMO-1}
+YAML
+)
+echo "created $run; serve (log: $dir/serve.log) claims it and runs the drill"
+if ! kubectl -n default wait --for=condition=Complete --timeout=5m "$run"; then
+  tail -n 40 "$dir/serve.log"
+  exit 1
+fi
+kubectl -n default get scenarios
+kubectl -n default get drillruns -o wide
+echo "the DrillRun names its record and the record's hash in the history's chain:"
+kubectl -n default get "$run" -o jsonpath='{.status.runID}  {.status.recordHash}{"\n"}'
+kill -TERM "$serve"; wait "$serve" || true
+
 step "The drills' records in the history ($FIREDRILL_HISTORY)"
 "$bin/firedrill" history
 

@@ -217,10 +217,16 @@ func (r *run) do(ctx context.Context) (*drill.Record, error) {
 			if why == "" && lines == nil && o.ended {
 				why = fmt.Sprintf("Job pod %s ended without a final record: look at kubectl logs -n %s job/%s", r.pod, e.o.Namespace, r.name)
 			}
-			if why == "" && shutdown == nil && e.o.Now().Sub(shutdownAt) > CleanupTimeout+time.Minute {
+			overdue := shutdown == nil && e.o.Now().Sub(shutdownAt) > CleanupTimeout+time.Minute
+			if overdue {
 				why = "firedrill serve shut down and deleted the drill's Job; its pod did not record how the drill ended in time"
 			}
 			if why == "" {
+				continue
+			}
+			if o.running && !r.podGone && !overdue {
+				// Deleted, evicted, past its deadline, its Job deleted: the pod was sent SIGTERM
+				// and gets the cleanup's time to clean up and write its final record. Wait for it.
 				continue
 			}
 			// The pod may have written its final record just before it ended: read the rest.
@@ -239,6 +245,7 @@ func (r *run) do(ctx context.Context) (*drill.Record, error) {
 type observed struct {
 	Observed
 	following bool // the pod's container runs or ran: its log can be read
+	running   bool // the pod's container still runs: it may yet write its final record
 	ended     bool // the pod ended (Succeeded or Failed)
 }
 
@@ -279,6 +286,9 @@ func (r *run) observe(ctx context.Context) observed {
 		for _, cs := range p.Status.ContainerStatuses {
 			if cs.Name == Container && (cs.State.Running != nil || cs.State.Terminated != nil) {
 				o.following = true
+			}
+			if cs.Name == Container && cs.State.Running != nil {
+				o.running = true
 			}
 		}
 		o.ended = p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/drill/jobexec"
+	"github.com/firedrill-dev/firedrill/internal/testkit"
+	"github.com/firedrill-dev/firedrill/sandbox"
+	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
+)
+
+// TestServeExecutorJob: `serve --executor job` runs each drill as a Job of firedrill's own image
+// on the sandbox's real node, and stores what the Job's log carries in its own history:
+//   - an etcd drill passes, and its record is in a hash chain `history verify` accepts;
+//   - the pod deleted mid-drill: the run is aborted with the reason, the janitor removes what
+//     the run left at once (a scratch namespace of the run's), and the next run passes;
+//   - a scenario naming a ServiceAccount that does not exist: aborted, naming it.
+func TestServeExecutorJob(t *testing.T) {
+	needSandbox(t)
+	sb := sandboxtest.Start(t, sandbox.Options{RealNode: true})
+	if !slices.Contains(sb.State().RealNode.Images, sandbox.FiredrillImage) {
+		t.Fatalf("the real node has no %s: build bin/images/firedrill.tar with make sandbox-bin", sandbox.FiredrillImage)
+	}
+	kubectl := func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := runKubectl(sb, args...)(stdin)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	ns := fmt.Sprintf("fdjobs-%d", time.Now().UnixNano()%1e6)
+	kubectl("", "create", "namespace", ns)
+	t.Cleanup(func() { runKubectl(sb, "delete", "namespace", ns, "--wait=false")("") })
+	// The default ServiceAccount is made by the controller-manager; the Job's pod needs it.
+	testkit.EventuallyTrue(t, time.Minute, "the namespace's default ServiceAccount", func() bool {
+		_, err := runKubectl(sb, "-n", ns, "get", "serviceaccount", "default")("")
+		return err == nil
+	})
+
+	// Pods reach the node's address, not the sandbox etcd's loopback: a proxy on the node
+	// address forwards to it, slowly while slow is set (a drill that is still in its backup).
+	var slow atomic.Bool
+	endpoint := etcdProxy(t, sb.State().RealNode.IP, strings.TrimPrefix(sb.EtcdEndpoints()[0], "http://"), &slow)
+
+	dir := t.TempDir()
+	scenarioFile := func(name, extra string) {
+		doc := etcdScenario(name, "", []string{endpoint}, "", false) + extra
+		if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scenarioFile("job-etcd", "")
+	scenarioFile("job-no-sa", "  runner: {serviceAccountName: nobody-here}\n")
+
+	hist := filepath.Join(t.TempDir(), "history.db")
+	env := []string{"FIREDRILL_HISTORY=" + hist, "TMPDIR=" + t.TempDir(), "FIREDRILL_TOKEN=job-token", "FIREDRILL_SCENARIOS="}
+	p := startServe(t, env, "--scenarios", dir, "--kubeconfig", sb.Kubeconfig(), "--executor", "job",
+		"--job-image", sandbox.FiredrillImage, "--job-namespace", ns, "--janitor-interval", "1h", "--shutdown-grace", "5s")
+	trigger := func(name string) string {
+		t.Helper()
+		code, body := p.request("POST", "/api/v1/scenarios/"+name+"/runs", "job-token")
+		var r struct{ ID string }
+		if code != http.StatusAccepted || json.Unmarshal(body, &r) != nil {
+			t.Fatalf("trigger %s: %d %s", name, code, body)
+		}
+		return r.ID
+	}
+
+	// 1. A drill as a Job passes; the history holds it as serve stored it.
+	id := trigger("job-etcd")
+	rec := waitRun(t, p, id, 5*time.Minute)
+	if rec.Result != drill.Passed || rec.Hash == "" || len(rec.Checks) != 3 {
+		t.Fatalf("run %s as a Job: %s %q, hash %q, %d checks", id, rec.Result, rec.Message, rec.Hash, len(rec.Checks))
+	}
+	if rec.Runner.Host != jobPodHost(t, kubectl, ns, id) {
+		t.Errorf("the record's runner %+v is not the Job's pod", rec.Runner)
+	}
+	if got := kubectl("", "-n", ns, "get", "job", jobexec.JobName(id), "-o", "jsonpath={.spec.backoffLimit} {.spec.ttlSecondsAfterFinished} {.metadata.labels.firedrill\\.dev/scenario}"); got != "0 3600 job-etcd" {
+		t.Errorf("the Job: backoffLimit, ttl, scenario label = %q", got)
+	}
+
+	// 2. The pod deleted mid-drill: aborted with the reason, what it left removed at once.
+	slow.Store(true)
+	id = trigger("job-etcd")
+	var pod string
+	testkit.EventuallyTrue(t, 3*time.Minute, "the drill's pod runs", func() bool {
+		pod = strings.TrimSpace(kubectl("", "-n", ns, "get", "pods", "-l", jobexec.LabelRunID+"="+id,
+			"--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}"))
+		return pod != ""
+	})
+	leftover := "drill-" + id + "-left"
+	kubectl(fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata:
+  name: %s
+  labels: {app.kubernetes.io/managed-by: firedrill, firedrill.dev/run: %q}
+  annotations: {firedrill.dev/expires: %q}
+`, leftover, id, time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339)), "apply", "-f", "-")
+	t.Cleanup(func() { runKubectl(sb, "delete", "namespace", leftover, "--ignore-not-found", "--wait=false")("") })
+	kubectl("", "-n", ns, "delete", "pod", pod, "--wait=false")
+	rec = waitRun(t, p, id, 8*time.Minute)
+	if rec.Result != drill.Aborted || !strings.Contains(rec.Message, "pod") || rec.Hash == "" {
+		t.Errorf("run %s whose pod was deleted: %s %q (hash %q); want aborted, saying the pod went", id, rec.Result, rec.Message, rec.Hash)
+	}
+	testkit.EventuallyTrue(t, 2*time.Minute, "the janitor removes the aborted run's namespace", func() bool {
+		out, err := runKubectl(sb, "get", "namespace", leftover, "-o", "jsonpath={.status.phase}")("")
+		return err != nil && strings.Contains(out, "NotFound") || out == "Terminating"
+	})
+	slow.Store(false)
+	id = trigger("job-etcd")
+	if rec = waitRun(t, p, id, 5*time.Minute); rec.Result != drill.Passed {
+		t.Errorf("the run after the aborted one: %s %q", rec.Result, rec.Message)
+	}
+
+	// 3. A ServiceAccount that does not exist: aborted, naming it; its Job deleted.
+	id = trigger("job-no-sa")
+	rec = waitRun(t, p, id, 3*time.Minute)
+	if rec.Result != drill.Aborted || !strings.Contains(rec.Message, `"nobody-here"`) || !strings.Contains(rec.Message, "ServiceAccount does not exist") {
+		t.Errorf("run %s under a missing ServiceAccount: %s %q", id, rec.Result, rec.Message)
+	}
+	testkit.EventuallyTrue(t, time.Minute, "the dead Job is deleted", func() bool {
+		out, _ := runKubectl(sb, "-n", ns, "get", "job", jobexec.JobName(id))("")
+		return strings.Contains(out, "NotFound")
+	})
+
+	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Errorf("serve exited %d", code)
+	}
+	if r := firedrill(t, []string{"FIREDRILL_HISTORY=" + hist}, "history", "verify"); r.code != 0 {
+		t.Errorf("history verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// jobPodHost is the host name of run id's pod: its name.
+func jobPodHost(t *testing.T, kubectl func(string, ...string) string, ns, id string) string {
+	t.Helper()
+	return strings.TrimSpace(kubectl("", "-n", ns, "get", "pods", "-l", jobexec.LabelRunID+"="+id, "-o", "jsonpath={.items[0].metadata.name}"))
+}
+
+// etcdProxy forwards a port on ip to target until the test ends, and returns its URL. While
+// slow is set, it passes on 16 KiB a second from the server: a snapshot then takes minutes.
+func etcdProxy(t *testing.T, ip, target string, slow *atomic.Bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var conns sync.Map
+	t.Cleanup(func() {
+		ln.Close()
+		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				conns.Store(c, true)
+				conns.Store(up, true)
+				defer conns.Delete(c)
+				defer conns.Delete(up)
+				go func() { _, _ = io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
+				buf := make([]byte, 16<<10)
+				for {
+					n, err := up.Read(buf)
+					if n > 0 {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+						if slow.Load() {
+							time.Sleep(time.Second)
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return (&url.URL{Scheme: "http", Host: ln.Addr().String()}).String()
+}

@@ -308,9 +308,9 @@ func (r *run) observe(ctx context.Context) observed {
 // what it had (by Seq: a since-time would trust the node's clock).
 func (r *run) follow(ctx context.Context, pod string) <-chan Line {
 	out := make(chan Line)
+	sent := r.seq
 	go func() {
 		defer close(out)
-		sent := r.seq
 		for attempt := 0; ctx.Err() == nil; attempt++ {
 			err := r.readLog(ctx, pod, func(l Line) bool {
 				if l.Seq <= sent {

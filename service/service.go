@@ -66,8 +66,8 @@ type Service struct {
 	sched    *schedule.Scheduler
 	metrics  *server.Metrics
 	notifier *notify.Notifier
-	elector  *leader.Elector  // nil: this replica always schedules
-	janitor  *janitor.Janitor // nil: janitor off
+	elector  *leader.Elector   // nil: this replica always schedules
+	janitor  *janitor.Janitor  // nil: janitor off
 	jobs     *jobexec.Executor // nil: drills run in this process
 	http     *http.Server
 	draining atomic.Bool // /readyz answers 503 from the start of shutdown

@@ -287,7 +287,10 @@ func (r *run) observe(ctx context.Context) observed {
 			if cs.Name == Container && (cs.State.Running != nil || cs.State.Terminated != nil) {
 				o.following = true
 			}
-			if cs.Name == Container && cs.State.Running != nil {
+			// A pod past its deletion time (its grace period) that still shows running is on a node
+			// that no longer answers: waiting for it would be forever.
+			lost := p.DeletionTimestamp != nil && e.o.Now().After(p.DeletionTimestamp.Add(time.Minute))
+			if cs.Name == Container && cs.State.Running != nil && !lost {
 				o.running = true
 			}
 		}

@@ -118,6 +118,7 @@ metadata:
 	if rec.Result != drill.Aborted || !strings.Contains(rec.Message, "pod") || rec.Hash == "" {
 		t.Errorf("run %s whose pod was deleted: %s %q (hash %q); want aborted, saying the pod went", id, rec.Result, rec.Message, rec.Hash)
 	}
+	t.Logf("pod deleted mid-drill: %s: %s", rec.Result, rec.Message)
 	testkit.EventuallyTrue(t, 2*time.Minute, "the janitor removes the aborted run's namespace", func() bool {
 		out, err := runKubectl(sb, "get", "namespace", leftover, "-o", "jsonpath={.status.phase}")("")
 		return err != nil && strings.Contains(out, "NotFound") || out == "Terminating"
@@ -134,6 +135,7 @@ metadata:
 	if rec.Result != drill.Aborted || !strings.Contains(rec.Message, `"nobody-here"`) || !strings.Contains(rec.Message, "ServiceAccount does not exist") {
 		t.Errorf("run %s under a missing ServiceAccount: %s %q", id, rec.Result, rec.Message)
 	}
+	t.Logf("missing ServiceAccount: %s: %s", rec.Result, rec.Message)
 	testkit.EventuallyTrue(t, time.Minute, "the dead Job is deleted", func() bool {
 		out, _ := runKubectl(sb, "-n", ns, "get", "job", jobexec.JobName(id))("")
 		return strings.Contains(out, "NotFound")

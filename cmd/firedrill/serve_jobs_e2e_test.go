@@ -95,34 +95,38 @@ func TestServeExecutorJob(t *testing.T) {
 		t.Errorf("the Job: backoffLimit, ttl, scenario label = %q", got)
 	}
 
-	// 2. The pod deleted mid-drill: aborted with the reason, what it left removed at once.
+	// 2. The pod deleted mid-drill, gracefully (it cleans up and records aborted itself) and by
+	// force (it dies without a final record): aborted with the reason, what the run left removed
+	// at once.
 	slow.Store(true)
-	id = trigger("job-etcd")
-	var pod string
-	testkit.EventuallyTrue(t, 3*time.Minute, "the drill's pod runs", func() bool {
-		pod = strings.TrimSpace(kubectl("", "-n", ns, "get", "pods", "-l", jobexec.LabelRunID+"="+id,
-			"--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}"))
-		return pod != ""
-	})
-	leftover := "drill-" + id + "-left"
-	kubectl(fmt.Sprintf(`apiVersion: v1
+	for _, del := range [][]string{{"--wait=false"}, {"--grace-period=0", "--force"}} {
+		id = trigger("job-etcd")
+		var pod string
+		testkit.EventuallyTrue(t, 3*time.Minute, "the drill's pod runs", func() bool {
+			pod = strings.TrimSpace(kubectl("", "-n", ns, "get", "pods", "-l", jobexec.LabelRunID+"="+id,
+				"--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}"))
+			return pod != ""
+		})
+		leftover := "drill-" + id + "-left"
+		kubectl(fmt.Sprintf(`apiVersion: v1
 kind: Namespace
 metadata:
   name: %s
   labels: {app.kubernetes.io/managed-by: firedrill, firedrill.dev/run: %q}
   annotations: {firedrill.dev/expires: %q}
 `, leftover, id, time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339)), "apply", "-f", "-")
-	t.Cleanup(func() { runKubectl(sb, "delete", "namespace", leftover, "--ignore-not-found", "--wait=false")("") })
-	kubectl("", "-n", ns, "delete", "pod", pod, "--wait=false")
-	rec = waitRun(t, p, id, 8*time.Minute)
-	if rec.Result != drill.Aborted || !strings.Contains(rec.Message, "pod") || rec.Hash == "" {
-		t.Errorf("run %s whose pod was deleted: %s %q (hash %q); want aborted, saying the pod went", id, rec.Result, rec.Message, rec.Hash)
+		t.Cleanup(func() { runKubectl(sb, "delete", "namespace", leftover, "--ignore-not-found", "--wait=false")("") })
+		kubectl("", append([]string{"-n", ns, "delete", "pod", pod}, del...)...)
+		rec = waitRun(t, p, id, 8*time.Minute)
+		if rec.Result != drill.Aborted || !strings.Contains(rec.Message, "pod") || rec.Hash == "" {
+			t.Errorf("run %s whose pod was deleted (%s): %s %q (hash %q); want aborted, saying the pod went", id, del, rec.Result, rec.Message, rec.Hash)
+		}
+		t.Logf("pod deleted mid-drill (%s): %s: %s", strings.Join(del, " "), rec.Result, rec.Message)
+		testkit.EventuallyTrue(t, 2*time.Minute, "the janitor removes the aborted run's namespace", func() bool {
+			out, err := runKubectl(sb, "get", "namespace", leftover, "-o", "jsonpath={.status.phase}")("")
+			return err != nil && strings.Contains(out, "NotFound") || out == "Terminating"
+		})
 	}
-	t.Logf("pod deleted mid-drill: %s: %s", rec.Result, rec.Message)
-	testkit.EventuallyTrue(t, 2*time.Minute, "the janitor removes the aborted run's namespace", func() bool {
-		out, err := runKubectl(sb, "get", "namespace", leftover, "-o", "jsonpath={.status.phase}")("")
-		return err != nil && strings.Contains(out, "NotFound") || out == "Terminating"
-	})
 	slow.Store(false)
 	id = trigger("job-etcd")
 	if rec = waitRun(t, p, id, 5*time.Minute); rec.Result != drill.Passed {

@@ -44,7 +44,10 @@ func Death(o Observed, memoryLimit string) string {
 				return fmt.Sprintf("Job DeadlineExceeded: it ran past activeDeadlineSeconds (%s): the pod waited too long to start, or the drill hung; raise spec.timeout or look at the pod's events",
 					deadlineOf(o.Job))
 			case batchv1.JobReasonBackoffLimitExceeded:
-				return "the drill's pod failed without a final record (Job BackoffLimitExceeded; drills are never retried): " + orDefault(lastPodWords(o.Pods), c.Message)
+				if why := lastPodWords(o.Pods); why != "" {
+					return why + " (Job BackoffLimitExceeded; drills are never retried)"
+				}
+				return "the drill's pod ended without a final record and is gone: deleted by force (kubectl delete pod --force), killed, or lost with its node (Job BackoffLimitExceeded; drills are never retried)"
 			}
 			return fmt.Sprintf("Job %s (%s): %s", c.Type, c.Reason, c.Message)
 		case batchv1.JobComplete, batchv1.JobSuccessCriteriaMet:

@@ -160,6 +160,7 @@ func TestDeathReasons(t *testing.T) {
 			Message: `Error creating: pods "firedrill-r1-" is forbidden: error looking up service account fd/nobody: serviceaccount "nobody" not found`}}}, "",
 			`its ServiceAccount does not exist (Error creating: pods "firedrill-r1-" is forbidden: error looking up service account fd/nobody: serviceaccount "nobody" not found)`},
 		{"Job deleted", Observed{JobSeen: true}, "", "the drill's Job was deleted"},
+		{"pod gone, Job failed", Observed{Job: failedJob(batchv1.JobReasonBackoffLimitExceeded)}, "", "ended without a final record and is gone: deleted by force"},
 	} {
 		got := Death(tc.o, tc.limit)
 		switch {

@@ -145,8 +145,24 @@ metadata:
 		return strings.Contains(out, "NotFound")
 	})
 
-	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+	// 4. serve stopped while a drill runs, past its grace: it deletes the Job, whose pod cleans
+	// up and records aborted, and serve stores that before it exits.
+	slow.Store(true)
+	id = trigger("job-etcd")
+	testkit.EventuallyTrue(t, 3*time.Minute, "the drill's pod runs", func() bool {
+		return strings.TrimSpace(kubectl("", "-n", ns, "get", "pods", "-l", jobexec.LabelRunID+"="+id,
+			"--field-selector=status.phase=Running", "-o", "name")) != ""
+	})
+	if code := p.stop(syscall.SIGTERM, 8*time.Minute); code != 0 {
 		t.Errorf("serve exited %d", code)
+	}
+	if out, _ := runKubectl(sb, "-n", ns, "get", "job", jobexec.JobName(id))(""); !strings.Contains(out, "NotFound") {
+		t.Errorf("the Job of a run in flight at shutdown is still there: %s", out)
+	}
+	show := firedrill(t, []string{"FIREDRILL_HISTORY=" + hist}, "show", id, "-o", "json")
+	rec = drill.Record{}
+	if err := json.Unmarshal([]byte(show.stdout), &rec); err != nil || rec.Result != drill.Aborted || !strings.Contains(rec.Message, "SIGTERM") {
+		t.Errorf("the run in flight at shutdown: %v %s %q", err, rec.Result, rec.Message)
 	}
 	if r := firedrill(t, []string{"FIREDRILL_HISTORY=" + hist}, "history", "verify"); r.code != 0 {
 		t.Errorf("history verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)

@@ -29,7 +29,9 @@ import (
 //   - an etcd drill passes, and its record is in a hash chain `history verify` accepts;
 //   - the pod deleted mid-drill: the run is aborted with the reason, the janitor removes what
 //     the run left at once (a scratch namespace of the run's), and the next run passes;
-//   - a scenario naming a ServiceAccount that does not exist: aborted, naming it.
+//   - a scenario naming a ServiceAccount that does not exist: aborted, naming it;
+//   - a drill past its memory limit: aborted, OOMKilled, naming the limit;
+//   - serve stopped past its grace: the Job deleted, the pod's aborted record stored.
 func TestServeExecutorJob(t *testing.T) {
 	needSandbox(t)
 	sb := sandboxtest.Start(t, sandbox.Options{RealNode: true})
@@ -67,6 +69,7 @@ func TestServeExecutorJob(t *testing.T) {
 	}
 	scenarioFile("job-etcd", "")
 	scenarioFile("job-no-sa", "  runner: {serviceAccountName: nobody-here}\n")
+	scenarioFile("job-oom", "  runner: {resources: {limits: {memory: 10Mi}}}\n")
 
 	hist := filepath.Join(t.TempDir(), "history.db")
 	env := []string{"FIREDRILL_HISTORY=" + hist, "TMPDIR=" + t.TempDir(), "FIREDRILL_TOKEN=job-token", "FIREDRILL_SCENARIOS="}
@@ -145,7 +148,15 @@ metadata:
 		return strings.Contains(out, "NotFound")
 	})
 
-	// 4. serve stopped while a drill runs, past its grace: it deletes the Job, whose pod cleans
+	// 4. A drill past its memory limit: OOMKilled, said with the limit and what to raise.
+	id = trigger("job-oom")
+	rec = waitRun(t, p, id, 5*time.Minute)
+	if rec.Result != drill.Aborted || !strings.Contains(rec.Message, "OOMKilled (limit 10Mi): raise spec.runner.resources.limits.memory") {
+		t.Errorf("run %s past its memory limit: %s %q", id, rec.Result, rec.Message)
+	}
+	t.Logf("past its memory limit: %s: %s", rec.Result, rec.Message)
+
+	// 5. serve stopped while a drill runs, past its grace: it deletes the Job, whose pod cleans
 	// up and records aborted, and serve stores that before it exits.
 	slow.Store(true)
 	id = trigger("job-etcd")

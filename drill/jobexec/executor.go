@@ -168,7 +168,7 @@ type run struct {
 func (r *run) do(ctx context.Context) (*drill.Record, error) {
 	e := r.e
 	job, err := BuildJob(JobParams{Namespace: e.o.Namespace, Image: e.o.Image, ServiceAccount: e.o.ServiceAccount, Scenario: r.sc,
-		RunID: r.t.ID, Trigger: r.t.Kind, Operator: r.op, ScheduledFor: r.t.ScheduledFor, Env: e.o.Env})
+		RunID: r.t.ID, Trigger: r.t.Kind, Operator: r.op, ScheduledFor: r.t.ScheduledFor, Seed: r.t.Seed, Env: e.o.Env})
 	if err != nil {
 		return r.finish(ctx, drill.Error, "could not build the drill's Job: "+err.Error())
 	}
@@ -393,6 +393,7 @@ func (r *run) store(ctx context.Context, l Line) *drill.Record {
 	}
 	r.seq = l.Seq
 	rec.Scenario, rec.Trigger, rec.Operator, rec.ScheduledFor = r.last.Scenario, r.last.Trigger, r.last.Operator, r.last.ScheduledFor
+	rec.Labels, rec.Annotations = r.last.Labels, r.last.Annotations
 	rec.PrevHash, rec.Hash, rec.Signature = "", "", ""
 	if l.Kind == KindFinish {
 		return rec

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firedrill-dev/firedrill/api/v1alpha1"
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/jobexec"
 	"github.com/firedrill-dev/firedrill/internal/testkit"
@@ -26,6 +27,8 @@ import (
 
 // TestServeExecutorJob: `serve --executor job` runs each drill as a Job of firedrill's own image
 // on the sandbox's real node, and stores what the Job's log carries in its own history:
+//   - a scheduled run and a DrillRun of a Scenario resource pass as Jobs; the DrillRun's status
+//     names the history's record hash;
 //   - an etcd drill passes, and its record is in a hash chain `history verify` accepts;
 //   - the pod deleted mid-drill: the run is aborted with the reason, the janitor removes what
 //     the run left at once (a scratch namespace of the run's), and the next run passes;
@@ -71,10 +74,55 @@ func TestServeExecutorJob(t *testing.T) {
 	scenarioFile("job-no-sa", "  runner: {serviceAccountName: nobody-here}\n")
 	scenarioFile("job-oom", "  runner: {resources: {limits: {memory: 10Mi}}}\n")
 
+	// A Scenario resource with a schedule, for a scheduled run and a DrillRun as Jobs.
+	kubectl("", "apply", "--server-side", "--force-conflicts", "--field-manager=firedrill-e2e", "-f", scenarioCRD, "-f", drillRunCRD)
+	kubectl("", "wait", "--for=condition=Established", "--timeout=1m", "crd/scenarios.firedrill.dev", "crd/drillruns.firedrill.dev")
+	kubectl(etcdScenario("job-cluster", "@every 15s", []string{endpoint}, "{team: platform}", false), "-n", ns, "apply", "-f", "-")
+
 	hist := filepath.Join(t.TempDir(), "history.db")
 	env := []string{"FIREDRILL_HISTORY=" + hist, "TMPDIR=" + t.TempDir(), "FIREDRILL_TOKEN=job-token", "FIREDRILL_SCENARIOS="}
-	p := startServe(t, env, "--scenarios", dir, "--kubeconfig", sb.Kubeconfig(), "--executor", "job",
+	p := startServe(t, env, "--scenarios", dir, "--scenarios-from", "files,cluster", "--scenarios-namespace", ns,
+		"--kubeconfig", sb.Kubeconfig(), "--executor", "job",
 		"--job-image", sandbox.FiredrillImage, "--job-namespace", ns, "--janitor-interval", "1h", "--shutdown-grace", "5s")
+
+	// 0. A scheduled run and a DrillRun of a Scenario resource run as Jobs and pass; the
+	// DrillRun's status names the history's record hash. Then the Scenario goes.
+	var sched drill.Record
+	testkit.EventuallyTrue(t, 3*time.Minute, "a scheduled run of job-cluster passes as a Job", func() bool {
+		for _, r := range p.runs("job-cluster") {
+			if r.Trigger == "schedule" && r.Result != drill.Running {
+				sched = r
+				return true
+			}
+		}
+		return false
+	})
+	if sched.Result != drill.Passed || jobPodHost(t, kubectl, ns, sched.ID) != sched.Runner.Host {
+		t.Errorf("scheduled run %s: %s %q, runner %+v", sched.ID, sched.Result, sched.Message, sched.Runner)
+	}
+	created := strings.TrimSpace(kubectl("apiVersion: firedrill.dev/v1alpha1\nkind: DrillRun\nmetadata: {generateName: job-cluster-}\nspec: {scenarioRef: {name: job-cluster}, labels: {change: CHG-1}}\n",
+		"-n", ns, "create", "-f", "-", "-o", "name"))
+	kubectl("", "-n", ns, "wait", "--for=condition=Complete", "--timeout=5m", created)
+	var dr v1alpha1.DrillRun
+	if err := json.Unmarshal([]byte(kubectl("", "-n", ns, "get", created, "-o", "json")), &dr); err != nil {
+		t.Fatal(err)
+	}
+	adhoc := waitRun(t, p, dr.Status.RunID, time.Minute)
+	if dr.Status.Result != "passed" || dr.Status.RecordHash == "" || dr.Status.RecordHash != adhoc.Hash || adhoc.Trigger != "drillrun" ||
+		adhoc.Labels["change"] != "CHG-1" || jobPodHost(t, kubectl, ns, adhoc.ID) != adhoc.Runner.Host {
+		t.Errorf("DrillRun %s: %+v; its record %s: %s, hash %s, trigger %s, labels %v, runner %+v", created, dr.Status, adhoc.ID, adhoc.Result, adhoc.Hash, adhoc.Trigger, adhoc.Labels, adhoc.Runner)
+	}
+	kubectl("", "-n", ns, "delete", "scenario", "job-cluster")
+	testkit.EventuallyTrue(t, 5*time.Minute, "job-cluster unscheduled, with no run in flight", func() bool {
+		for _, r := range p.runs("job-cluster") {
+			if r.Result == drill.Running {
+				return false
+			}
+		}
+		var body struct{ Scenarios []scenarioStatus }
+		p.getJSON("/api/v1/scenarios", &body)
+		return !slices.ContainsFunc(body.Scenarios, func(s scenarioStatus) bool { return s.Name == "job-cluster" })
+	})
 	trigger := func(name string) string {
 		t.Helper()
 		code, body := p.request("POST", "/api/v1/scenarios/"+name+"/runs", "job-token")

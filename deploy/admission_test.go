@@ -159,6 +159,10 @@ spec:
 `, suffix, scratchNS)
 	for _, r := range []refusal{
 		{what: "create a Job in kube-system", rule: "jobs-in-scratch-only", args: job("kube-system")},
+		{what: "a drill Job in serve's namespace of another image", rule: "jobs-in-scratch-only",
+			stdin: runnerJob(suffix, "busybox", true), args: []string{"create", "--dry-run=server", "-f", "-"}},
+		{what: "a Job of firedrill's image in serve's namespace without a drill Job's labels", rule: "jobs-in-scratch-only",
+			stdin: runnerJob(suffix, runnerImage, false), args: []string{"create", "--dry-run=server", "-f", "-"}},
 		{what: "create a Job in a namespace without firedrill's labels", rule: "jobs-in-scratch-only", args: job("shop")},
 		{what: "create a Job in a namespace with one of firedrill's labels", rule: "jobs-in-scratch-only", args: job(decoy)},
 		{what: "create a Pod in kube-system", rule: "pods-in-scratch-only", args: []string{"-n", "kube-system", "run", "x-" + suffix, "--image=busybox"}},
@@ -209,6 +213,28 @@ spec:
 	admin(nil, "-n", decoy, "get", "configmap", "firedrill-canary")
 }
 
+// runnerImage is firedrill's image as the policy's settings name it (jobImage), with a tag.
+const runnerImage = "ghcr.io/firedrill-dev/firedrill:dev"
+
+// runnerJob is a drill Job of serve --executor job (drill/jobexec) in serve's namespace, with
+// image, and with or without the labels that make it one.
+func runnerJob(suffix, image string, labelled bool) []byte {
+	labels := "{app.kubernetes.io/managed-by: firedrill, firedrill.dev/component: drill-runner, firedrill.dev/run-id: r" + suffix + "}"
+	if !labelled {
+		labels = "{app: drill}"
+	}
+	return []byte(fmt.Sprintf(`apiVersion: batch/v1
+kind: Job
+metadata: {name: firedrill-r%s, namespace: firedrill-system, labels: %s}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: drill, image: %s, args: [run-job]}]
+`, suffix, labels, image))
+}
+
 // edited is a kubectl -o json object after f, for kubectl replace.
 func edited(t *testing.T, b []byte, f func(map[string]any)) []byte {
 	t.Helper()
@@ -231,6 +257,8 @@ func edited(t *testing.T, b []byte, f func(map[string]any)) []byte {
 func admitted(t *testing.T, kubeconfig, adminKubeconfig string) {
 	as, admin := kubectlFor(t, kubeconfig), kubectlFor(t, adminKubeconfig)
 	as([]byte(probePod), "create", "--dry-run=server", "-f", "-")
+	// serve --executor job's drill Job in serve's namespace.
+	as(runnerJob(fmt.Sprint(time.Now().UnixNano()), runnerImage, true), "create", "--dry-run=server", "-f", "-")
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {

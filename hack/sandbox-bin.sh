@@ -116,7 +116,7 @@ if [[ $# -eq 0 || $want == *" kwok "* ]]; then
   done
 fi
 # The real node's parts from this checkout's Go sources: its volume provisioner, and its images
-# (pause, probe, velero) as tarballs in bin/images, each rebuilt only when its inputs changed.
+# (pause, probe, orders, firedrill, velero) as tarballs in bin/images, each rebuilt only when its inputs changed.
 if [[ $# -eq 0 || $want == *" images "* ]]; then
   echo "images: firedrill-local-provisioner and the real node's images ..."
   (cd "$root" && go build -o "$bin/firedrill-local-provisioner" ./sandbox/provisioner && go run ./hack/images -bin "$bin")

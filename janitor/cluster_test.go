@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/history"
 	"github.com/firedrill-dev/firedrill/internal/probepod"
 	"github.com/firedrill-dev/firedrill/sandbox"
@@ -371,5 +372,49 @@ func TestRun(t *testing.T) {
 	case <-stopped:
 	case <-time.After(time.Minute):
 		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// A run handed over with RunnerGone (a drill Job that died) has what it made removed at once,
+// whatever its expiry, and is forgotten once all of it is gone; Wake starts Run's pass now.
+func TestRunnerGoneHandsOverARun(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	run := unique("jobrun")
+	ns := &corev1.Namespace{ObjectMeta: firedrillMeta("", "drill-"+run, run, time.Now().Add(24*time.Hour))}
+	e.create(t, ns)
+	j, err := New(Config{Kube: e.sb.RESTConfig(), WorkRoot: t.TempDir(), Alive: history.ProcessAlive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := func(rep *Report) bool {
+		return slices.ContainsFunc(rep.Items, func(it Item) bool { return it.Kind == KindNamespace && it.Name == ns.Name })
+	}
+	rep, err := j.Sweep(ctx, Options{})
+	if err != nil || removed(rep) {
+		t.Fatalf("a namespace of a live run, expiring tomorrow, was removed (%v)", err)
+	}
+
+	passes := make(chan int, 10)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { j.Run(rctx, time.Hour, slog.New(slog.DiscardHandler), func(n int) { passes <- n }); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-passes // the pass at start
+	j.RunnerGone(run, drill.RunnerInfo{Host: "pod fd/firedrill-" + run})
+	j.Wake()
+	select {
+	case <-passes:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Wake started no pass")
+	}
+	got, err := e.cs.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{})
+	if err == nil && got.DeletionTimestamp == nil {
+		t.Errorf("namespace %s of a run whose runner is gone is still there", ns.Name)
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	if len(j.handedOver()) != 0 {
+		t.Errorf("the run is still handed over after all of it was removed: %v", j.handedOver())
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -61,6 +62,12 @@ type Janitor struct {
 	kube   kubernetes.Interface
 	velero *velero.Client
 	ns     *scratch.Manager
+
+	mu sync.Mutex
+	// gone are the runs handed over by RunnerGone: their runner died elsewhere (a Job's pod),
+	// where no work directory of this machine can show it.
+	gone map[string]drill.RunnerInfo
+	wake chan struct{}
 }
 
 // New returns a Janitor for cfg. It contacts nothing.
@@ -74,7 +81,7 @@ func New(cfg Config) (*Janitor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	j := &Janitor{cfg: cfg}
+	j := &Janitor{cfg: cfg, gone: map[string]drill.RunnerInfo{}, wake: make(chan struct{}, 1)}
 	if cfg.Kube != nil {
 		var err error
 		if j.kube, err = kubernetes.NewForConfig(cfg.Kube); err != nil {
@@ -165,6 +172,12 @@ func (j *Janitor) Sweep(ctx context.Context, opts Options) (*Report, error) {
 			p.gone[d.owner.Run] = &d.owner.Runner
 		}
 	}
+	handed := j.handedOver()
+	for run, ri := range handed {
+		if p.gone[run] == nil {
+			p.gone[run] = &ri
+		}
+	}
 	p.judge = scratch.Judge{Now: asOf, Grace: opts.Grace, RunnerGone: func(run string) bool { return p.gone[run] != nil }}
 
 	if j.kube != nil {
@@ -174,10 +187,52 @@ func (j *Janitor) Sweep(ctx context.Context, opts Options) (*Report, error) {
 		j.sweepKind(ctx, p)
 	}
 	j.sweepWorkDirs(p, dirs)
+	if !opts.DryRun {
+		j.forget(handed, p.failed)
+	}
 	if len(p.errs) > 0 {
 		return p.rep, fmt.Errorf("janitor: %w", errors.Join(p.errs...))
 	}
 	return p.rep, nil
+}
+
+// RunnerGone tells the janitor that run's runner ended without its cleanup, somewhere no work
+// directory of this machine shows it (a drill's Job whose pod died): what the run made is due at
+// once, whatever its expiry. The run is forgotten after a pass that removed all of it. Wake
+// makes that pass start now.
+func (j *Janitor) RunnerGone(run string, runner drill.RunnerInfo) {
+	j.mu.Lock()
+	j.gone[run] = runner
+	j.mu.Unlock()
+}
+
+// Wake starts a pass of Run now rather than at its next interval.
+func (j *Janitor) Wake() {
+	select {
+	case j.wake <- struct{}{}:
+	default: // a pass is due already
+	}
+}
+
+func (j *Janitor) handedOver() map[string]drill.RunnerInfo {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	m := make(map[string]drill.RunnerInfo, len(j.gone))
+	for k, v := range j.gone {
+		m[k] = v
+	}
+	return m
+}
+
+// forget drops the handed-over runs a pass removed everything of.
+func (j *Janitor) forget(handed map[string]drill.RunnerInfo, failed map[string]bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for run := range handed {
+		if !failed[run] {
+			delete(j.gone, run)
+		}
+	}
 }
 
 // due returns the item for something of run, or false when it is not due.
@@ -211,8 +266,8 @@ func (p *pass) fail(it Item, err error) {
 	p.failed[it.Run] = true
 }
 
-// Run makes a pass at once and every interval until ctx is done, logging what it removed and
-// what went wrong: the janitor of `firedrill serve`. A failed pass is tried again at the next;
+// Run makes a pass at once, every interval and when woken (Wake) until ctx is done, logging
+// what it removed and what went wrong: the janitor of `firedrill serve`. A failed pass is tried again at the next;
 // what Velero is still working on is left for a later pass rather than waited for. remaining,
 // when not nil, is told after each pass how many scratch namespaces are left (a gauge).
 func (j *Janitor) Run(ctx context.Context, every time.Duration, log *slog.Logger, remaining func(int)) {
@@ -224,6 +279,7 @@ func (j *Janitor) Run(ctx context.Context, every time.Duration, log *slog.Logger
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-j.wake:
 		}
 	}
 }

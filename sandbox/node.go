@@ -28,6 +28,9 @@ const (
 	ProbeImage  = image.Probe
 	VeleroImage = image.Velero
 	OrdersImage = image.Orders // the demo shop's order service
+	// FiredrillImage is firedrill's own image, for `serve --executor job`; imported when
+	// bin/images holds it (make sandbox-bin builds it).
+	FiredrillImage = image.Firedrill
 )
 
 // nodeBinaries are what Options.RealNode needs in the bin dir besides the control plane.
@@ -224,6 +227,9 @@ func (s *Sandbox) startContainerd(ctx context.Context, p nodePaths) error {
 	refs := []string{PauseImage, ProbeImage, OrdersImage}
 	if s.opts.Velero {
 		refs = append(refs, VeleroImage)
+	}
+	if _, err := os.Stat(filepath.Join(s.binDir, "images", image.Tarball(FiredrillImage))); err == nil {
+		refs = append(refs, FiredrillImage)
 	}
 	t0 := time.Now()
 	g, gctx := errgroup.WithContext(ctx)

@@ -56,6 +56,9 @@ type Spec struct {
 	Cleanup Cleanup `json:"cleanup,omitempty" yaml:"cleanup,omitempty"`
 	// Notify adds this scenario's own notifications to `firedrill serve`'s receivers.
 	Notify Notify `json:"notify,omitzero" yaml:"notify,omitempty"`
+	// Runner shapes the Kubernetes Job a drill runs in under `firedrill serve --executor job`;
+	// other executors ignore it.
+	Runner *Runner `json:"runner,omitempty" yaml:"runner,omitempty"`
 }
 
 // Notify is what `firedrill serve` sends for this scenario besides what its receivers (flags

@@ -176,6 +176,9 @@ func (sp *Spec) validate(p *problems, name string) {
 	if u := sp.Notify.HeartbeatURL; u != "" {
 		validateHeartbeatURL(p, "spec.notify.heartbeatURL", u)
 	}
+	if sp.Runner != nil {
+		sp.Runner.validate(p, "spec.runner")
+	}
 }
 
 // validateHeartbeatURL accepts an http or https URL with a host. Its problems never quote the

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/firedrill-dev/firedrill/coverage"
@@ -46,6 +47,9 @@ type Config struct {
 	// driver, with the scenario version it started with; a scenario no driver can drill is
 	// recorded as refused, with the reason.
 	Drivers *drill.Registry
+	// Jobs, when set, runs every drill as a Kubernetes Job in the cluster Kube reaches
+	// (serve --executor job, package drill/jobexec) instead of in this process.
+	Jobs *Jobs
 	// MaxConcurrent and StartingDeadline are the scheduler's (schedule.Options; defaults 2 and 1h).
 	MaxConcurrent    int
 	StartingDeadline time.Duration
@@ -119,6 +123,19 @@ type LeaderElection struct {
 	// Identity of this replica in the Lease; default hostname_pid. Replicas in one process (tests)
 	// need their own.
 	Identity string
+}
+
+// Jobs are the settings of `serve --executor job`.
+type Jobs struct {
+	// Namespace of the Jobs; "" means the pod's own namespace, else "default".
+	Namespace string
+	// Image is firedrill's image the Jobs run. Required.
+	Image string
+	// ServiceAccount the Jobs' pods run as, unless a scenario names its own
+	// (spec.runner.serviceAccountName); "" is the namespace's default.
+	ServiceAccount string
+	// Env is added to every Job's container (FIREDRILL_PROBE_IMAGE, ...).
+	Env []corev1.EnvVar
 }
 
 // ClusterScenarios are the settings of `serve --scenarios-from cluster`.

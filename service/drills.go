@@ -12,6 +12,14 @@ import (
 	"github.com/firedrill-dev/firedrill/scenarios"
 )
 
+// run is how the scheduler runs one drill: as a Job with --executor job, else in this process.
+func (s *Service) run(ctx context.Context, sc *scenarios.Scenario, t schedule.Trigger) (*drill.Record, error) {
+	if s.jobs != nil {
+		return s.jobs.Run(ctx, sc, t)
+	}
+	return s.runDrill(ctx, sc, t)
+}
+
 // runDrill is how the scheduler runs one drill: a fresh drill.Runner and driver per run.
 func (s *Service) runDrill(ctx context.Context, sc *scenarios.Scenario, t schedule.Trigger) (*drill.Record, error) {
 	rlog := s.log.With("component", "drill", "scenario", sc.Metadata.Name, "id", t.ID)

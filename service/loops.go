@@ -57,7 +57,12 @@ func (s *Service) startLoops(ctx context.Context, wg *sync.WaitGroup) {
 		})
 	}
 	wg.Go(func() { s.spool.Run(ctx, s.cfg.SpoolFlushInterval, s.metrics.SetSpooled) })
-	wg.Go(func() { every(ctx, abandonedSweepEvery, func() { s.markAbandoned(ctx) }) })
+	wg.Go(func() {
+		every(ctx, abandonedSweepEvery, func() {
+			s.markAbandoned(ctx)
+			s.sweepOrphanJobs(ctx)
+		})
+	})
 	if s.janitor != nil {
 		wg.Go(func() { s.janitor.Run(ctx, s.cfg.JanitorInterval, s.log, s.metrics.SetScratchNamespaces) })
 	}
@@ -178,6 +183,21 @@ func (s *Service) markAbandoned(ctx context.Context) {
 		s.log.Warn("could not look for abandoned runs", "err", err)
 	case len(ids) > 0:
 		s.log.Warn("marked runs aborted whose runner is gone", "runs", strings.Join(ids, ","))
+	}
+}
+
+// sweepOrphanJobs deletes the drill Jobs of runs that were marked aborted since their serve died
+// (--executor job).
+func (s *Service) sweepOrphanJobs(ctx context.Context) {
+	if s.jobs == nil {
+		return
+	}
+	deleted, err := s.jobs.SweepOrphans(ctx, s.cfg.Store)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Warn("could not look for orphaned drill Jobs", "err", err)
+	case len(deleted) > 0:
+		s.log.Warn("deleted drill Jobs whose run was marked aborted (their serve died)", "jobs", strings.Join(deleted, ","))
 	}
 }
 

@@ -22,11 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/crd"
 	"github.com/firedrill-dev/firedrill/drill/history"
+	"github.com/firedrill-dev/firedrill/drill/jobexec"
 	"github.com/firedrill-dev/firedrill/drill/leader"
 	"github.com/firedrill-dev/firedrill/drill/schedule"
 	"github.com/firedrill-dev/firedrill/janitor"
@@ -64,8 +66,9 @@ type Service struct {
 	sched    *schedule.Scheduler
 	metrics  *server.Metrics
 	notifier *notify.Notifier
-	elector  *leader.Elector  // nil: this replica always schedules
-	janitor  *janitor.Janitor // nil: janitor off
+	elector  *leader.Elector   // nil: this replica always schedules
+	janitor  *janitor.Janitor  // nil: janitor off
+	jobs     *jobexec.Executor // nil: drills run in this process
 	http     *http.Server
 	draining atomic.Bool // /readyz answers 503 from the start of shutdown
 	reload   chan struct{}
@@ -159,7 +162,7 @@ func New(cfg Config) (_ *Service, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = server.NewMetrics(reg)
 	s.sched = schedule.New(schedule.Options{
-		Run:              s.runDrill,
+		Run:              s.run,
 		History:          spooledHistory{s.spool, cfg.Store},
 		MaxConcurrent:    cfg.MaxConcurrent,
 		StartingDeadline: cfg.StartingDeadline,
@@ -191,6 +194,12 @@ func New(cfg Config) (_ *Service, err error) {
 		}
 		if s.janitor, err = janitor.New(jcfg); err != nil {
 			return nil, fmt.Errorf("janitor: %w", err)
+		}
+	}
+
+	if jc := cfg.Jobs; jc != nil {
+		if s.jobs, err = newJobs(jc, restCfg, kubeErr, s, log); err != nil {
+			return nil, err
 		}
 	}
 
@@ -420,6 +429,32 @@ func drillRuns(dyn dynamic.Interface, cfg Config, s *Service, leading func() boo
 		return nil
 	}
 	return c
+}
+
+// newJobs builds the Job executor of `serve --executor job`.
+func newJobs(jc *Jobs, restCfg *rest.Config, kubeErr error, s *Service, log *slog.Logger) (*jobexec.Executor, error) {
+	if kubeErr != nil {
+		return nil, &ConfigError{Err: fmt.Errorf("--executor job: %w", kubeErr), Hint: "Drills run as Jobs need a cluster: run in one, or set --kubeconfig/--context."}
+	}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("--executor job: %w", err)
+	}
+	ns := jc.Namespace
+	if ns == "" {
+		ns = podNamespace()
+	}
+	var jan jobexec.Janitor
+	if s.janitor != nil {
+		jan = s.janitor
+	}
+	ex, err := jobexec.New(jobexec.Options{Kube: kube, Namespace: ns, Image: jc.Image, ServiceAccount: jc.ServiceAccount, Env: jc.Env,
+		Recorder: s.spool, Runner: s.cfg.Runner, Operator: s.cfg.Operator, Janitor: jan, Logger: log})
+	if err != nil {
+		return nil, &ConfigError{Err: fmt.Errorf("--executor job: %w", err)}
+	}
+	log.Info("drills run as Kubernetes Jobs", "namespace", ns, "image", jc.Image, "serviceAccount", jc.ServiceAccount)
+	return ex, nil
 }
 
 // loadClusterScenarios lists the cluster's Scenarios once: New fails, with what to do, when

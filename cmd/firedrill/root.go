@@ -85,6 +85,7 @@ as evidence an auditor can trust.`,
 		a.keygenCmd(),
 		a.reportCmd(),
 		a.coverageCmd(),
+		a.runJobCmd(),
 	)
 	// The exit codes close every help page: they are part of the interface.
 	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp + "\n")

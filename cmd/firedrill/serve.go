@@ -29,6 +29,7 @@ type serveOptions struct {
 	drillRunHistoryLimit         int
 	logFormat, logLevel          string
 	coverage                     coverageFlags
+	jobs                         jobFlags
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -190,6 +191,9 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	cfg.ScenariosDir, cfg.SpoolDir = o.drill.scenariosDir, cmp.Or(o.spoolDir, history.DefaultSpoolDir(loc, a.getenv))
 	cfg.Kube, cfg.Logger, cfg.Runner, cfg.Operator = a.restConfig, log, runnerInfo(), operator()
 	cfg.Drivers = a.drivers(o.drill)
+	if err := o.jobs.resolve(&cfg, a.getenv, cmp.Or(o.drill.probeImage, a.getenv("FIREDRILL_PROBE_IMAGE")), a.ownImage); err != nil {
+		return err
+	}
 	if cfg.CoverageWithin, err = o.coverage.window(); err != nil {
 		return usagef("Run 'firedrill serve --help' for usage.", "--coverage-within %q: give a duration longer than zero, e.g. 30d", o.coverage.within)
 	}

@@ -26,6 +26,7 @@ func (o *serveOptions) register(cmd *cobra.Command) {
 	fl.IntVar(&o.cfg.MaxConcurrent, "max-concurrent", 2, "drills running at once across all scenarios; the rest queue")
 	fl.DurationVar(&o.cfg.StartingDeadline, "starting-deadline", time.Hour, "a run missed while serve was down starts once if due at most this long ago, else it is recorded as missed")
 	fl.DurationVar(&o.cfg.ShutdownGrace, "shutdown-grace", 5*time.Minute, "on SIGTERM, how long drills in flight may go on before they are aborted (cleanup still runs)")
+	o.jobs.register(fl)
 	registerRetainFlags(fl, &o.cfg)
 	fl.DurationVar(&o.cfg.JanitorInterval, "janitor-interval", 10*time.Minute, "remove what drills left behind, as firedrill janitor does, at start-up and this often (0: never; the cluster's part needs a kubeconfig or in-cluster config)")
 	fl.DurationVar(&o.cfg.CoverageInterval, "coverage-interval", 15*time.Minute, "measure coverage for /metrics at start-up, after each drill and this often (0: never; see 'firedrill coverage')")

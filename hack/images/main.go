@@ -1,4 +1,4 @@
-// Command images builds the sandbox's real-node images (pause, probe, velero) into bin/images;
+// Command images builds the sandbox's real-node images (pause, probe, orders, firedrill, velero) into bin/images;
 // hack/sandbox-bin.sh runs it after the binaries.
 package main
 

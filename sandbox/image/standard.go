@@ -22,6 +22,9 @@ const (
 	Velero = "firedrill.local/velero:v1.18.3"
 	// Orders is the demo shop's order service (hack/demo/orders): orders in SQLite on a volume.
 	Orders = "firedrill.local/orders:1"
+	// Firedrill is firedrill itself (cmd/firedrill, static) as deploy/Dockerfile lays it out:
+	// the image `serve --executor job` runs its drills' Jobs from.
+	Firedrill = "firedrill.local/firedrill:dev"
 )
 
 // Tarball is the file name of ref's tarball in an images directory.
@@ -35,11 +38,13 @@ func Tarball(ref string) string {
 		return "velero.tar"
 	case Orders:
 		return "orders.tar"
+	case Firedrill:
+		return "firedrill.tar"
 	}
 	return ""
 }
 
-// BuildStandard writes the tarballs of Pause, Probe and Orders (built from the firedrill checkout at
+// BuildStandard writes the tarballs of Pause, Probe, Orders and Firedrill (built from the firedrill checkout at
 // repo) and, when binDir holds velero and velero-restore-helper, Velero, into outDir. An image
 // whose inputs did not change since the last build is kept.
 func BuildStandard(ctx context.Context, repo, binDir, outDir string, progress io.Writer) error {
@@ -51,7 +56,7 @@ func BuildStandard(ctx context.Context, repo, binDir, outDir string, progress io
 		return err
 	}
 	defer os.RemoveAll(work)
-	for _, b := range []struct{ pkg, out string }{{"./sandbox/pause", "pause"}, {"./cmd/firedrill-probe", "firedrill-probe"}, {"./hack/demo/orders", "orders"}} {
+	for _, b := range []struct{ pkg, out string }{{"./sandbox/pause", "pause"}, {"./cmd/firedrill-probe", "firedrill-probe"}, {"./hack/demo/orders", "orders"}, {"./cmd/firedrill", "firedrill"}} {
 		if err := BuildGo(ctx, repo, b.pkg, filepath.Join(work, b.out)); err != nil {
 			return err
 		}
@@ -62,6 +67,8 @@ func BuildStandard(ctx context.Context, repo, binDir, outDir string, progress io
 			Entrypoint: []string{"/firedrill-probe"}, Cmd: []string{"sleep"}},
 		{Ref: Orders, Files: []File{{Path: "/orders", Source: filepath.Join(work, "orders")}},
 			Entrypoint: []string{"/orders"}, Cmd: []string{"serve"}},
+		{Ref: Firedrill, Files: []File{{Path: "/usr/local/bin/firedrill", Source: filepath.Join(work, "firedrill")}},
+			Entrypoint: []string{"/usr/local/bin/firedrill"}, Env: []string{"FIREDRILL_BIN_DIR=/usr/local/bin"}, User: "65532:65532"},
 	}
 	velero, helper := filepath.Join(binDir, "velero"), filepath.Join(binDir, "velero-restore-helper")
 	if _, err := os.Stat(helper); err == nil {

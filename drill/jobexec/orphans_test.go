@@ -1,0 +1,97 @@
+package jobexec_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/firedrill-dev/firedrill/drill"
+	"github.com/firedrill-dev/firedrill/drill/history"
+	"github.com/firedrill-dev/firedrill/drill/jobexec"
+	"github.com/firedrill-dev/firedrill/internal/testkit"
+	"github.com/firedrill-dev/firedrill/sandbox"
+	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
+)
+
+type gone struct{ runs []string }
+
+func (g *gone) RunnerGone(run string, _ drill.RunnerInfo) { g.runs = append(g.runs, run) }
+func (g *gone) Wake()                                     {}
+
+// SweepOrphans deletes the drill Jobs whose run the history has finished (their serve died and
+// the run was marked aborted) and hands those runs to the janitor; a Job whose run is still
+// running in the history is left for the replica that follows it.
+func TestSweepOrphans(t *testing.T) {
+	sb := sandboxtest.Start(t, sandbox.Options{})
+	kube, err := kubernetes.NewForConfig(sb.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ns := fmt.Sprintf("fdorphans-%d", time.Now().UnixNano()%1e6)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := history.Open(ctx, filepath.Join(t.TempDir(), "history.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	sc := testkit.WriteScenario(t, `apiVersion: firedrill.dev/v1alpha1
+kind: Scenario
+metadata: {name: orphans}
+spec:
+  backup: {etcd: {take: {endpoints: ["http://10.0.0.1:2379"]}}}
+  restore: {scratchEtcd: {}}
+  checks: [{etcdIntegrity: {}}]
+`)
+	now := time.Now().UTC()
+	abandoned, alive := drill.NewRunID(now), drill.NewRunID(now.Add(time.Second))
+	for _, id := range []string{abandoned, alive} {
+		if err := store.Begin(ctx, &drill.Record{ID: id, Scenario: "orphans", Trigger: "api", Result: drill.Running, StartedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		job, err := jobexec.BuildJob(jobexec.JobParams{Namespace: ns, Image: "firedrill.local/none:0", Scenario: sc, RunID: id, Trigger: "api"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fin := now.Add(time.Minute)
+	if err := store.Finish(ctx, &drill.Record{ID: abandoned, Scenario: "orphans", Trigger: "api", Result: drill.Aborted,
+		Message: "runner gone", StartedAt: now, FinishedAt: &fin}); err != nil {
+		t.Fatal(err)
+	}
+
+	jan := &gone{}
+	ex, err := jobexec.New(jobexec.Options{Kube: kube, Namespace: ns, Image: "firedrill.local/none:0", Recorder: store, Janitor: jan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := ex.SweepOrphans(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(deleted, []string{jobexec.JobName(abandoned)}) || !slices.Equal(jan.runs, []string{abandoned}) {
+		t.Errorf("deleted %v, handed to the janitor %v; want only the Job of %s", deleted, jan.runs, abandoned)
+	}
+	if _, err := kube.BatchV1().Jobs(ns).Get(ctx, jobexec.JobName(alive), metav1.GetOptions{}); err != nil {
+		t.Errorf("the Job of a run still running: %v", err)
+	}
+	j, err := kube.BatchV1().Jobs(ns).Get(ctx, jobexec.JobName(abandoned), metav1.GetOptions{})
+	if err == nil && j.DeletionTimestamp == nil {
+		t.Errorf("the orphaned Job is still there")
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+}

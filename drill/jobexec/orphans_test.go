@@ -28,7 +28,8 @@ func (g *gone) Wake()                                     {}
 
 // SweepOrphans deletes the drill Jobs whose run the history has finished (their serve died and
 // the run was marked aborted) and hands those runs to the janitor; a Job whose run is still
-// running in the history is left for the replica that follows it.
+// running in the history is left for the replica that follows it — on a follower — or handed
+// to adopt on the leader.
 func TestSweepOrphans(t *testing.T) {
 	sb := sandboxtest.Start(t, sandbox.Options{})
 	kube, err := kubernetes.NewForConfig(sb.RESTConfig())
@@ -78,12 +79,24 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	deleted, err := ex.SweepOrphans(ctx, store)
+	sw, err := ex.SweepOrphans(ctx, store, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(deleted, []string{jobexec.JobName(abandoned)}) || !slices.Equal(jan.runs, []string{abandoned}) {
-		t.Errorf("deleted %v, handed to the janitor %v; want only the Job of %s", deleted, jan.runs, abandoned)
+	if !slices.Equal(sw.Deleted, []string{jobexec.JobName(abandoned)}) || !slices.Equal(jan.runs, []string{abandoned}) || len(sw.Adopted) != 0 {
+		t.Errorf("deleted %v, adopted %v, handed to the janitor %v; want only the Job of %s deleted", sw.Deleted, sw.Adopted, jan.runs, abandoned)
+	}
+	// The leader adopts the Job of the run still running: once, until adopt's run ends.
+	var orphans []jobexec.Orphan
+	adopt := func(o jobexec.Orphan) error { orphans = append(orphans, o); return nil }
+	for range 2 {
+		if sw, err = ex.SweepOrphans(ctx, store, adopt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(orphans) != 1 || orphans[0].Job != jobexec.JobName(alive) || orphans[0].Trigger.ID != alive || orphans[0].Trigger.Kind != "api" ||
+		orphans[0].Scenario.Metadata.Name != "orphans" || orphans[0].Scenario.Spec.Backup.Etcd == nil {
+		t.Errorf("adopted %+v; want the Job of %s once, with its scenario and trigger", orphans, alive)
 	}
 	if _, err := kube.BatchV1().Jobs(ns).Get(ctx, jobexec.JobName(alive), metav1.GetOptions{}); err != nil {
 		t.Errorf("the Job of a run still running: %v", err)

@@ -457,7 +457,7 @@ func newJobs(jc *Jobs, restCfg *rest.Config, kubeErr error, s *Service, log *slo
 		jan = s.janitor
 	}
 	ex, err := jobexec.New(jobexec.Options{Kube: kube, Namespace: ns, Image: jc.Image, ServiceAccount: jc.ServiceAccount, Env: jc.Env,
-		Recorder: s.spool, Runner: s.cfg.Runner, Identity: s.identity, Operator: s.cfg.Operator, Janitor: jan, Logger: log})
+		Recorder: s.spool, Runner: s.cfg.Runner, Identity: s.identity, FieldManager: crd.FieldManager(s.identity), Operator: s.cfg.Operator, Janitor: jan, Logger: log})
 	if err != nil {
 		return nil, &ConfigError{Err: fmt.Errorf("--executor job: %w", err)}
 	}

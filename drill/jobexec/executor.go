@@ -60,8 +60,8 @@ type Options struct {
 	// Runner is serve's identity, in the running record written before the Job's pod starts.
 	Runner drill.RunnerInfo
 	// Identity is this replica's (its Lease identity with --leader-elect), put on every Job it
-	// creates as AnnotationCreatedBy.
-	Identity string
+	// creates as AnnotationCreatedBy; FieldManager names it in the Jobs' managedFields.
+	Identity, FieldManager string
 	// Operator is who runs without one are attributed to.
 	Operator string
 	// Env is added to every Job's container (FIREDRILL_PROBE_IMAGE and the like).
@@ -190,7 +190,7 @@ func (r *run) do(ctx context.Context) (*drill.Record, error) {
 		return r.finish(ctx, drill.Error, "could not build the drill's Job: "+err.Error())
 	}
 	r.created = e.o.Now()
-	job, err = e.o.Kube.BatchV1().Jobs(e.o.Namespace).Create(ctx, job, metav1.CreateOptions{})
+	job, err = e.o.Kube.BatchV1().Jobs(e.o.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: e.o.FieldManager})
 	if err != nil {
 		return r.finish(ctx, drill.Error, fmt.Sprintf("could not create the drill's Job %s/%s: %v; serve's ServiceAccount needs create on jobs there (deploy/)", e.o.Namespace, r.name, err))
 	}

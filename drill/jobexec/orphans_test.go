@@ -2,6 +2,7 @@ package jobexec_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/history"
 	"github.com/firedrill-dev/firedrill/drill/jobexec"
+	"github.com/firedrill-dev/firedrill/drill/schedule"
 	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
@@ -106,5 +108,19 @@ spec:
 		t.Errorf("the orphaned Job is still there")
 	} else if err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
+	}
+	// Another replica finishes the run before this one follows it: the adopted run is left to
+	// it (schedule.ErrNotOurs), and its Job, still running, deleted.
+	fin2 := now.Add(2 * time.Minute)
+	if err := store.Finish(ctx, &drill.Record{ID: alive, Scenario: "orphans", Trigger: "api", Result: drill.Passed, StartedAt: now, FinishedAt: &fin2}); err != nil {
+		t.Fatal(err)
+	}
+	o := orphans[0]
+	rec, err := ex.Adopt(o, store)(ctx, o.Scenario, o.Trigger)
+	if !errors.Is(err, schedule.ErrNotOurs) || rec == nil || rec.Result != drill.Passed {
+		t.Errorf("adopting a run another replica finished: %+v, %v; want its record and ErrNotOurs", rec, err)
+	}
+	if j, err := kube.BatchV1().Jobs(ns).Get(ctx, o.Job, metav1.GetOptions{}); err == nil && j.DeletionTimestamp == nil {
+		t.Errorf("the Job of a run finished elsewhere is still there")
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/firedrill-dev/firedrill/coverage"
 	"github.com/firedrill-dev/firedrill/drill/history"
+	"github.com/firedrill-dev/firedrill/drill/jobexec"
 	"github.com/firedrill-dev/firedrill/drill/schedule"
 	"github.com/firedrill-dev/firedrill/scenarios"
 	"github.com/firedrill-dev/firedrill/server"
@@ -124,6 +125,7 @@ func (s *Service) schedule(schedCtx, electCtx context.Context, fatal chan<- erro
 		s.log.Info("scheduling (no --leader-elect: this replica always schedules)")
 		go func() {
 			defer close(done)
+			s.sweepOrphanJobs(schedCtx) // the drill Jobs of this replica's previous process
 			if err := s.sched.Run(schedCtx); err != nil {
 				fatal <- fmt.Errorf("scheduler: %w", err)
 			}
@@ -142,6 +144,9 @@ func (s *Service) schedule(schedCtx, electCtx context.Context, fatal chan<- erro
 				s.runs.Poke()
 			}
 			s.markAbandoned(lctx) // the previous leader's runs, if it died
+			// Its drill Jobs still running are adopted before scheduling starts, so that the
+			// scheduler counts them as the runs in flight they are.
+			s.sweepOrphanJobs(lctx)
 			lead, cancel := context.WithCancel(lctx)
 			stop := context.AfterFunc(schedCtx, cancel)
 			defer stop()
@@ -186,18 +191,28 @@ func (s *Service) markAbandoned(ctx context.Context) {
 	}
 }
 
-// sweepOrphanJobs deletes the drill Jobs of runs that were marked aborted since their serve died
-// (--executor job).
+// sweepOrphanJobs looks at the drill Jobs no process follows (--executor job): the leader adopts
+// those whose run is still running (their serve died mid-drill); every replica deletes those
+// whose run was marked aborted since.
 func (s *Service) sweepOrphanJobs(ctx context.Context) {
 	if s.jobs == nil {
 		return
 	}
-	deleted, err := s.jobs.SweepOrphans(ctx, s.cfg.Store)
-	switch {
-	case err != nil && ctx.Err() == nil:
+	var adopt func(jobexec.Orphan) error
+	if s.elector == nil || s.elector.Leading() {
+		adopt = func(o jobexec.Orphan) error {
+			return s.sched.Adopt(o.Scenario, o.Trigger, s.jobs.Adopt(o, s.cfg.Store))
+		}
+	}
+	sw, err := s.jobs.SweepOrphans(ctx, s.cfg.Store, adopt)
+	if err != nil && ctx.Err() == nil {
 		s.log.Warn("could not look for orphaned drill Jobs", "err", err)
-	case len(deleted) > 0:
-		s.log.Warn("deleted drill Jobs whose run was marked aborted (their serve died)", "jobs", strings.Join(deleted, ","))
+	}
+	if len(sw.Adopted) > 0 {
+		s.log.Warn("adopted drill Jobs another replica created and no longer follows; their records are stored from their pods' logs here", "jobs", strings.Join(sw.Adopted, ","))
+	}
+	if len(sw.Deleted) > 0 {
+		s.log.Warn("deleted drill Jobs whose run was marked aborted (their serve died)", "jobs", strings.Join(sw.Deleted, ","))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,7 @@ type Service struct {
 	metrics  *server.Metrics
 	notifier *notify.Notifier
 	elector  *leader.Elector   // nil: this replica always schedules
+	identity string            // this replica's: its Lease identity, else hostname_pid
 	janitor  *janitor.Janitor  // nil: janitor off
 	jobs     *jobexec.Executor // nil: drills run in this process
 	http     *http.Server
@@ -130,11 +132,16 @@ func New(cfg Config) (_ *Service, err error) {
 		if err != nil {
 			return nil, &ConfigError{Err: fmt.Errorf("--leader-elect: %w", err)}
 		}
+		s.identity = s.elector.Identity()
 		if !cfg.Store.Location().Postgres {
 			log.Warn("--leader-elect with a history file: replicas on other machines do not share it, so a new leader does not see what the old one ran; use a postgres:// --history")
 		}
 	}
 
+	if s.identity == "" {
+		host, _ := os.Hostname()
+		s.identity = fmt.Sprintf("%s_%d", host, os.Getpid())
+	}
 	if s.ln == nil {
 		if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return nil, fmt.Errorf("listen on %s: %w; choose another address with --listen", cfg.Listen, err)
@@ -177,7 +184,7 @@ func New(cfg Config) (_ *Service, err error) {
 	}
 	if s.cluster != nil {
 		s.status = crd.NewStatusWriter(s.cluster, crd.StatusOptions{Scheduled: s.sched.Scenarios, Runs: cfg.Store, Leading: leading,
-			Every: cfg.ClusterScenarios.StatusInterval, Logger: log.With("component", "scenario-status")})
+			Every: cfg.ClusterScenarios.StatusInterval, FieldManager: crd.FieldManager(s.identity), Logger: log.With("component", "scenario-status")})
 		s.runs = drillRuns(dyn, cfg, s, leading, log)
 	}
 	entries := s.updateScenarios()
@@ -421,7 +428,8 @@ func (s *Service) runStarted(sc *scenarios.Scenario, t schedule.Trigger) {
 func drillRuns(dyn dynamic.Interface, cfg Config, s *Service, leading func() bool, log *slog.Logger) *crd.RunController {
 	cc := cfg.ClusterScenarios
 	c := crd.NewRunController(dyn, crd.RunsOptions{Namespace: cc.Namespace, Entries: s.entries, Source: s.cluster, Scheduled: s.sched.Scenarios,
-		Start: s.sched.Start, Records: cfg.Store, Leading: leading, HistoryLimit: cc.DrillRunHistoryLimit, Logger: log.With("component", "drillruns")})
+		Start: s.sched.Start, Records: cfg.Store, Leading: leading, HistoryLimit: cc.DrillRunHistoryLimit, FieldManager: crd.FieldManager(s.identity),
+		Logger: log.With("component", "drillruns")})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.Check(ctx); err != nil {
@@ -449,7 +457,7 @@ func newJobs(jc *Jobs, restCfg *rest.Config, kubeErr error, s *Service, log *slo
 		jan = s.janitor
 	}
 	ex, err := jobexec.New(jobexec.Options{Kube: kube, Namespace: ns, Image: jc.Image, ServiceAccount: jc.ServiceAccount, Env: jc.Env,
-		Recorder: s.spool, Runner: s.cfg.Runner, Operator: s.cfg.Operator, Janitor: jan, Logger: log})
+		Recorder: s.spool, Runner: s.cfg.Runner, Identity: s.identity, FieldManager: crd.FieldManager(s.identity), Operator: s.cfg.Operator, Janitor: jan, Logger: log})
 	if err != nil {
 		return nil, &ConfigError{Err: fmt.Errorf("--executor job: %w", err)}
 	}

@@ -73,7 +73,10 @@ type RunsOptions struct {
 	// ClaimGrace is how long a claimed DrillRun may go without its run's record before it is
 	// given up (the replica that claimed it died before the run began); default 5m.
 	ClaimGrace time.Duration
-	Logger     *slog.Logger
+	// FieldManager names this replica in the managedFields of the DrillRuns it creates and the
+	// statuses it writes; default DefaultFieldManager.
+	FieldManager string
+	Logger       *slog.Logger
 }
 
 // RunController serves DrillRun resources: a new one is claimed by the leader and run through
@@ -112,6 +115,9 @@ func NewRunController(client dynamic.Interface, opts RunsOptions) *RunController
 	}
 	if opts.ClaimGrace <= 0 {
 		opts.ClaimGrace = 5 * time.Minute
+	}
+	if opts.FieldManager == "" {
+		opts.FieldManager = DefaultFieldManager
 	}
 	if opts.Leading == nil {
 		opts.Leading = func() bool { return true }
@@ -361,7 +367,7 @@ func (c *RunController) recordScheduled(ctx context.Context, r scheduledRun) err
 		"spec": map[string]any{"scenarioRef": map[string]any{"name": r.scenario}},
 	}}
 	res := c.client.Resource(v1alpha1.DrillRunResource).Namespace(ns)
-	if _, err := res.Create(ctx, dr, metav1.CreateOptions{FieldManager: "firedrill"}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := res.Create(ctx, dr, metav1.CreateOptions{FieldManager: c.opts.FieldManager}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create DrillRun %s/%s: %w", ns, dr.GetName(), err)
 	}
 	return c.prune(ctx, owner)
@@ -461,7 +467,7 @@ func (c *RunController) write(ctx context.Context, u *unstructured.Unstructured,
 		}
 		w := cur.DeepCopy()
 		w.Object["status"] = raw
-		out, err = res.UpdateStatus(ctx, w, metav1.UpdateOptions{FieldManager: "firedrill"})
+		out, err = res.UpdateStatus(ctx, w, metav1.UpdateOptions{FieldManager: c.opts.FieldManager})
 		return err
 	})
 	return out, err

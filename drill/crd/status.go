@@ -37,8 +37,28 @@ type StatusOptions struct {
 	Leading func() bool
 	// Every is how often every Scenario's status is compared with what it should be, besides
 	// after each change and run; default 30s.
-	Every  time.Duration
-	Logger *slog.Logger
+	Every time.Duration
+	// FieldManager names this replica in the managedFields of what it writes; default
+	// DefaultFieldManager (FieldManager makes one per replica).
+	FieldManager string
+	Logger       *slog.Logger
+}
+
+// DefaultFieldManager is the field manager of serve's writes to Scenarios and DrillRuns.
+const DefaultFieldManager = "firedrill"
+
+// FieldManager is the field manager of one serve replica, DefaultFieldManager/IDENTITY: an
+// operator reads in a resource's managedFields which replica wrote its status, and when (kubectl
+// get --show-managed-fields). The API server caps the length (128).
+func FieldManager(identity string) string {
+	if identity == "" {
+		return DefaultFieldManager
+	}
+	m := DefaultFieldManager + "/" + identity
+	if len(m) > 128 {
+		m = m[:128]
+	}
+	return m
 }
 
 // StatusWriter writes the status of the Source's Scenarios: only while leading, only what
@@ -63,6 +83,9 @@ type StatusWriter struct {
 func NewStatusWriter(src *Source, opts StatusOptions) *StatusWriter {
 	if opts.Every <= 0 {
 		opts.Every = 30 * time.Second
+	}
+	if opts.FieldManager == "" {
+		opts.FieldManager = DefaultFieldManager
 	}
 	if opts.Leading == nil {
 		opts.Leading = func() bool { return true }
@@ -315,7 +338,7 @@ func (w *StatusWriter) write(ctx context.Context, it item, want v1alpha1.Scenari
 			return err
 		}
 		u.Object["status"] = raw
-		_, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{FieldManager: "firedrill"})
+		_, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{FieldManager: w.opts.FieldManager})
 		return err
 	})
 }

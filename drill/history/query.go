@@ -144,6 +144,43 @@ func (s *Store) List(ctx context.Context, f Filter) ([]drill.Record, error) {
 	return out, nil
 }
 
+// InFlight is a run the history still has running, with when its runner last said it was
+// alive (Begin, Update, Heartbeat; the writer's clock).
+type InFlight struct {
+	Record    drill.Record
+	Heartbeat time.Time
+}
+
+// InFlight returns the runs still marked running, oldest first: what a new leader of `serve
+// --executor job` looks at to take over the drill Jobs of a replica that died.
+func (s *Store) InFlight(ctx context.Context) ([]InFlight, error) {
+	rows, err := s.db.QueryContext(ctx, s.d.running)
+	if err != nil {
+		return nil, fmt.Errorf("runs in flight: %w", s.d.describe(err))
+	}
+	defer rows.Close()
+	var out []InFlight
+	for rows.Next() {
+		var id, hb string
+		var raw []byte
+		if err := rows.Scan(&id, &hb, &raw); err != nil {
+			return nil, fmt.Errorf("runs in flight: %w", s.d.describe(err))
+		}
+		f := InFlight{}
+		if err := decode(raw, &f.Record); err != nil {
+			return nil, fmt.Errorf("run %s: stored record: %w", id, err)
+		}
+		if f.Heartbeat, err = parseDBTime(hb); err != nil {
+			return nil, fmt.Errorf("run %s: heartbeat %q: %w", id, hb, err)
+		}
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("runs in flight: %w", s.d.describe(err))
+	}
+	return out, nil
+}
+
 // StaleRunAfter is the staleAfter firedrill passes MarkAbandoned: drill.Runner beats every
 // 15s, so a run of another host quiet for this long has lost its runner.
 const StaleRunAfter = 2 * time.Minute

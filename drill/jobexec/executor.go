@@ -12,11 +12,13 @@ package jobexec
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,9 +41,10 @@ type Janitor interface {
 	Wake()
 }
 
-// Runs is what the orphan sweep reads of the history (history.Store).
+// Runs is what the orphan sweep and adoption read of the history (history.Store).
 type Runs interface {
 	Get(ctx context.Context, id string) (*drill.Record, error)
+	InFlight(ctx context.Context) ([]history.InFlight, error)
 }
 
 // Options are an Executor's dependencies and settings.
@@ -56,6 +59,9 @@ type Options struct {
 	Recorder drill.Recorder
 	// Runner is serve's identity, in the running record written before the Job's pod starts.
 	Runner drill.RunnerInfo
+	// Identity is this replica's (its Lease identity with --leader-elect), put on every Job it
+	// creates as AnnotationCreatedBy; FieldManager names it in the Jobs' managedFields.
+	Identity, FieldManager string
 	// Operator is who runs without one are attributed to.
 	Operator string
 	// Env is added to every Job's container (FIREDRILL_PROBE_IMAGE and the like).
@@ -67,8 +73,13 @@ type Options struct {
 	PollEvery, HeartbeatEvery time.Duration
 	// DrainTimeout bounds reading the rest of the log once the pod has ended; default 30s.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// AdoptAfter is how long an adopted run's record must have gone without a heartbeat before
+	// this executor follows its Job: until then another replica may still follow it (one that
+	// lost the Lease, not its life). Default 45s: three of a follower's heartbeats, well under
+	// history.StaleRunAfter, after which the run would be marked aborted.
+	AdoptAfter time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Executor runs drills as Jobs. Its Run is a schedule.RunFunc; the scheduler's MaxConcurrent
@@ -100,6 +111,9 @@ func New(o Options) (*Executor, error) {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 30 * time.Second
+	}
+	if o.AdoptAfter <= 0 {
+		o.AdoptAfter = 45 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -163,23 +177,32 @@ type run struct {
 	pod     string // the pod whose log is followed
 	podGone bool
 	created time.Time
+	// behind, for an adopted run, is its record as the history had it: the log's progress
+	// lines before it are not stored again.
+	behind *drill.Record
 }
 
 func (r *run) do(ctx context.Context) (*drill.Record, error) {
 	e := r.e
 	job, err := BuildJob(JobParams{Namespace: e.o.Namespace, Image: e.o.Image, ServiceAccount: e.o.ServiceAccount, Scenario: r.sc,
-		RunID: r.t.ID, Trigger: r.t.Kind, Operator: r.op, ScheduledFor: r.t.ScheduledFor, Seed: r.t.Seed, Env: e.o.Env})
+		RunID: r.t.ID, Trigger: r.t.Kind, Operator: r.op, ScheduledFor: r.t.ScheduledFor, Seed: r.t.Seed, Env: e.o.Env, CreatedBy: e.o.Identity})
 	if err != nil {
 		return r.finish(ctx, drill.Error, "could not build the drill's Job: "+err.Error())
 	}
 	r.created = e.o.Now()
-	job, err = e.o.Kube.BatchV1().Jobs(e.o.Namespace).Create(ctx, job, metav1.CreateOptions{})
+	job, err = e.o.Kube.BatchV1().Jobs(e.o.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: e.o.FieldManager})
 	if err != nil {
 		return r.finish(ctx, drill.Error, fmt.Sprintf("could not create the drill's Job %s/%s: %v; serve's ServiceAccount needs create on jobs there (deploy/)", e.o.Namespace, r.name, err))
 	}
 	r.jobSeen = true
 	r.log.Info("drill Job created", "namespace", e.o.Namespace, "serviceAccount", job.Spec.Template.Spec.ServiceAccountName)
+	return r.watch(ctx)
+}
 
+// watch follows the run's Job to its final record: the pod's record lines stored as they
+// come, its death recorded when it dies without one.
+func (r *run) watch(ctx context.Context) (*drill.Record, error) {
+	e := r.e
 	poll := time.NewTicker(e.o.PollEvery)
 	defer poll.Stop()
 	beat := time.NewTicker(e.o.HeartbeatEvery)
@@ -402,6 +425,12 @@ func (r *run) store(ctx context.Context, l Line) *drill.Record {
 		r.log.Warn("the drill's pod wrote a progress record that is not running; ignored", "result", rec.Result)
 		return nil
 	}
+	if r.behind != nil {
+		if progress(rec) < progress(r.behind) {
+			return nil // the history has this already (adopted: the log is read from its start)
+		}
+		r.behind = nil
+	}
 	r.last = rec
 	_ = r.e.o.Recorder.Update(context.WithoutCancel(ctx), copyRecord(rec))
 	return nil
@@ -500,40 +529,184 @@ func (r *run) deleteJob() {
 	}
 }
 
-// SweepOrphans deletes the drill Jobs no process follows any more — their serve died and
-// their run was marked aborted since (history.Store.MarkAbandoned) — and hands their runs to
-// the janitor. It returns the Jobs it deleted.
-func (e *Executor) SweepOrphans(ctx context.Context, runs Runs) ([]string, error) {
+// Orphan is a drill Job no process of this executor follows whose run the history still
+// has running: its serve died (or lost the Lease) while the drill ran. Adopt follows it.
+type Orphan struct {
+	Job      string
+	Scenario *scenarios.Scenario // the version the Job runs, from its environment
+	Trigger  schedule.Trigger    // the run's, from its record
+	created  time.Time
+}
+
+// Sweep is what SweepOrphans did.
+type Sweep struct {
+	Deleted []string // Jobs of runs the history had finished
+	Adopted []string // Jobs handed to adopt
+}
+
+// SweepOrphans looks at the drill Jobs no process of this executor follows. The Job of a run
+// the history has finished — marked aborted after its serve died (history.Store.MarkAbandoned)
+// — is deleted, and its run handed to the janitor. With adopt set (this replica leads), the
+// Job of a run still running is handed to adopt, which should run Adopt's RunFunc for it
+// (schedule.Scheduler.Adopt); a Job adopt refuses is looked at again at the next sweep.
+func (e *Executor) SweepOrphans(ctx context.Context, runs Runs, adopt func(Orphan) error) (Sweep, error) {
+	var sw Sweep
 	jobs, err := e.o.Kube.BatchV1().Jobs(e.o.Namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: LabelManagedBy + "=" + ManagedBy + "," + LabelComponent + "=" + Component})
 	if err != nil {
-		return nil, fmt.Errorf("list drill Jobs in %s: %w", e.o.Namespace, err)
+		return sw, fmt.Errorf("list drill Jobs in %s: %w", e.o.Namespace, err)
 	}
-	var deleted []string
 	for _, j := range jobs.Items {
 		id := j.Labels[LabelRunID]
 		e.mu.Lock()
 		ours := e.inFlight[id]
 		e.mu.Unlock()
-		if ours || id == "" || jobFinished(&j) {
+		if ours || id == "" {
 			continue
 		}
 		rec, err := runs.Get(ctx, id)
-		if err != nil || rec.Result == drill.Running {
-			continue // another replica may follow it; MarkAbandoned decides when it is not
+		if err != nil {
+			continue // not begun (the history was down): its Job's deadline and TTL end it
+		}
+		if rec.Result == drill.Running {
+			// Also a finished Job: its pod may have written the final record nobody stored.
+			if adopt == nil {
+				continue // another replica may follow it; the leader adopts it, or MarkAbandoned ends it
+			}
+			o := Orphan{Job: j.Name, Scenario: jobScenario(&j, rec), Trigger: triggerOf(rec), created: j.CreationTimestamp.Time}
+			e.mu.Lock()
+			e.inFlight[id] = true
+			e.mu.Unlock()
+			if err := adopt(o); err != nil {
+				e.mu.Lock()
+				delete(e.inFlight, id)
+				e.mu.Unlock()
+				e.o.Logger.Warn("could not adopt an orphaned drill Job; trying again at the next sweep", "job", j.Name, "err", err)
+				continue
+			}
+			sw.Adopted = append(sw.Adopted, j.Name)
+			continue
+		}
+		if jobFinished(&j) {
+			continue
 		}
 		bg := metav1.DeletePropagationBackground
 		if err := e.o.Kube.BatchV1().Jobs(e.o.Namespace).Delete(ctx, j.Name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
-			return deleted, fmt.Errorf("delete orphaned drill Job %s: %w", j.Name, err)
+			return sw, fmt.Errorf("delete orphaned drill Job %s: %w", j.Name, err)
 		}
-		deleted = append(deleted, j.Name)
+		sw.Deleted = append(sw.Deleted, j.Name)
 		if e.o.Janitor != nil {
 			e.o.Janitor.RunnerGone(id, drill.RunnerInfo{Host: "job " + e.o.Namespace + "/" + j.Name})
 			e.o.Janitor.Wake()
 		}
 	}
-	return deleted, nil
+	return sw, nil
 }
+
+// Adopt returns the RunFunc that follows an orphan's Job to its final record, as Run follows a
+// Job it created. It first waits until the run's record has gone AdoptAfter without a
+// heartbeat: a replica that lost the Lease but not its life still follows its Jobs, and two
+// followers would store one run twice. If the record is finished meanwhile — by that replica,
+// or marked aborted — the RunFunc returns it with schedule.ErrNotOurs (deleting the Job if it
+// still runs, as SweepOrphans would). Then it reads the pod's log from its start, storing only
+// what is newer than the history's record. The run's record names this serve as its runner
+// while the pod has not written one.
+func (e *Executor) Adopt(o Orphan, runs Runs) schedule.RunFunc {
+	return func(ctx context.Context, sc *scenarios.Scenario, t schedule.Trigger) (*drill.Record, error) {
+		defer func() {
+			e.mu.Lock()
+			delete(e.inFlight, t.ID)
+			e.mu.Unlock()
+		}()
+		r := &run{e: e, sc: sc, t: t, op: t.Operator, name: o.Job, jobSeen: true, created: o.created,
+			log: e.o.Logger.With("component", "drill-job", "scenario", sc.Metadata.Name, "id", t.ID, "job", o.Job, "adopted", true)}
+		rec, err := r.standby(ctx, runs)
+		if rec == nil || err != nil {
+			return rec, err
+		}
+		r.last, r.behind = rec, copyRecord(rec)
+		if !strings.HasPrefix(rec.Runner.Host, o.Job+"-") {
+			r.last.Runner = e.o.Runner // the pod has not spoken: the run is this serve's to keep alive
+		}
+		_ = e.o.Recorder.Update(context.WithoutCancel(ctx), copyRecord(r.last))
+		r.log.Info("following an adopted drill Job: its serve is gone", "steps", len(rec.Steps))
+		return r.watch(ctx)
+	}
+}
+
+// standby waits until the run's follower is gone (its record without a heartbeat for
+// AdoptAfter), and returns the record as the history has it; or the final record, with
+// schedule.ErrNotOurs, when it was finished meanwhile.
+func (r *run) standby(ctx context.Context, runs Runs) (*drill.Record, error) {
+	e := r.e
+	tick := time.NewTicker(e.o.PollEvery)
+	defer tick.Stop()
+	for {
+		flights, err := runs.InFlight(ctx)
+		if err == nil {
+			i := slices.IndexFunc(flights, func(f history.InFlight) bool { return f.Record.ID == r.t.ID })
+			if i >= 0 && e.o.Now().Sub(flights[i].Heartbeat) > e.o.AdoptAfter {
+				return &flights[i].Record, nil
+			}
+			if i < 0 {
+				rec, err := runs.Get(ctx, r.t.ID)
+				if err == nil {
+					r.endIfRunning(ctx)
+					return rec, fmt.Errorf("%w: run %s was recorded %s by another replica (%s)", schedule.ErrNotOurs, r.t.ID, rec.Result, rec.Message)
+				}
+			}
+		} else if ctx.Err() == nil {
+			r.log.Warn("could not read the runs in flight; trying again", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: serve stopped before the run's follower was found gone", schedule.ErrNotOurs)
+		case <-tick.C:
+		}
+	}
+}
+
+// endIfRunning deletes the run's Job when it has not finished: its run is final in the history.
+func (r *run) endIfRunning(ctx context.Context) {
+	j, err := r.e.o.Kube.BatchV1().Jobs(r.e.o.Namespace).Get(ctx, r.name, metav1.GetOptions{})
+	if err != nil || jobFinished(j) {
+		return
+	}
+	r.log.Warn("the adopted run was finished in the history while its Job runs: deleting the Job")
+	r.deleteJob()
+	r.handOver(drill.RunnerInfo{Host: "job " + r.e.o.Namespace + "/" + r.name})
+}
+
+// jobScenario is the scenario a Job runs, from its environment; a Job whose scenario cannot be
+// read is followed with its record's name only.
+func jobScenario(j *batchv1.Job, rec *drill.Record) *scenarios.Scenario {
+	for _, c := range j.Spec.Template.Spec.Containers {
+		for _, v := range c.Env {
+			if c.Name != Container || v.Name != EnvScenario {
+				continue
+			}
+			var sc scenarios.Scenario
+			if json.Unmarshal([]byte(v.Value), &sc) == nil && sc.Metadata.Name == rec.Scenario {
+				return &sc
+			}
+		}
+	}
+	sc := &scenarios.Scenario{}
+	sc.Metadata.Name = rec.Scenario
+	return sc
+}
+
+// triggerOf is the trigger of a run as its record names it.
+func triggerOf(rec *drill.Record) schedule.Trigger {
+	t := schedule.Trigger{ID: rec.ID, Kind: rec.Trigger, Operator: rec.Operator}
+	if rec.ScheduledFor != nil {
+		t.ScheduledFor = *rec.ScheduledFor
+	}
+	return t
+}
+
+// progress orders the running records of one run: a later one has more steps and checks.
+func progress(r *drill.Record) int { return len(r.Steps) + len(r.Checks) }
 
 func jobFinished(j *batchv1.Job) bool {
 	for _, c := range j.Status.Conditions {

@@ -23,6 +23,9 @@ const (
 	Component      = "drill-runner"
 	LabelRunID     = "firedrill.dev/run-id"
 	LabelScenario  = "firedrill.dev/scenario"
+	// AnnotationCreatedBy is the identity of the serve replica that created the Job (its Lease
+	// identity with --leader-elect): the leader, as long as leader election holds.
+	AnnotationCreatedBy = "firedrill.dev/created-by"
 )
 
 // Environment of `firedrill run-job`: what to run, and as which run.
@@ -67,6 +70,8 @@ type JobParams struct {
 	Seed           *uint64
 	// Env is added to the container's (FIREDRILL_PROBE_IMAGE and the like).
 	Env []corev1.EnvVar
+	// CreatedBy is the creating replica's identity (AnnotationCreatedBy); "" sets none.
+	CreatedBy string
 }
 
 // JobName is the name of run id's Job.
@@ -146,8 +151,12 @@ func BuildJob(p JobParams) (*batchv1.Job, error) {
 	grace := int64((CleanupTimeout + 30*time.Second).Seconds())
 	backoff, ttl := int32(0), ttlAfterFinished
 	no, yes, uid := false, true, runnerUID
+	var annotations map[string]string
+	if p.CreatedBy != "" {
+		annotations = map[string]string{AnnotationCreatedBy: p.CreatedBy}
+	}
 	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: JobName(p.RunID), Namespace: p.Namespace, Labels: labels(p)},
+		ObjectMeta: metav1.ObjectMeta{Name: JobName(p.RunID), Namespace: p.Namespace, Labels: labels(p), Annotations: annotations},
 		Spec: batchv1.JobSpec{
 			BackoffLimit:            &backoff,
 			ActiveDeadlineSeconds:   &deadline,

@@ -45,7 +45,7 @@ func TestBuildJobDefaults(t *testing.T) {
 	sc := scenario(t, "")
 	sf := time.Date(2026, 12, 4, 5, 0, 0, 0, time.UTC)
 	j, err := BuildJob(JobParams{Namespace: "firedrill", Image: "firedrill.local/firedrill:dev", ServiceAccount: "firedrill-drill",
-		Scenario: sc, RunID: "20261204-050000-abcdef", Trigger: "schedule", Operator: "serve@host", ScheduledFor: sf})
+		Scenario: sc, RunID: "20261204-050000-abcdef", Trigger: "schedule", Operator: "serve@host", ScheduledFor: sf, CreatedBy: "serve-0_1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +60,9 @@ func TestBuildJobDefaults(t *testing.T) {
 		if l[LabelRunID] != "20261204-050000-abcdef" || l[LabelScenario] != "etcd-job" || l[LabelManagedBy] != "firedrill" || l[LabelComponent] != Component {
 			t.Errorf("labels %v", l)
 		}
+	}
+	if j.Annotations[AnnotationCreatedBy] != "serve-0_1" {
+		t.Errorf("annotations %v, want %s naming the replica", j.Annotations, AnnotationCreatedBy)
 	}
 	p := s.Template.Spec
 	c := p.Containers[0]
@@ -91,6 +94,9 @@ func TestBuildJobRunnerSettings(t *testing.T) {
 	j, err := BuildJob(JobParams{Namespace: "fd", Image: "img", ServiceAccount: "default-sa", Scenario: sc, RunID: "r1", Trigger: "api"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(j.Annotations) != 0 {
+		t.Errorf("annotations %v without CreatedBy, want none", j.Annotations)
 	}
 	p := j.Spec.Template.Spec
 	c := p.Containers[0]

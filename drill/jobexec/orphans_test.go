@@ -2,6 +2,7 @@ package jobexec_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/history"
 	"github.com/firedrill-dev/firedrill/drill/jobexec"
+	"github.com/firedrill-dev/firedrill/drill/schedule"
 	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
 	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
@@ -28,7 +30,8 @@ func (g *gone) Wake()                                     {}
 
 // SweepOrphans deletes the drill Jobs whose run the history has finished (their serve died and
 // the run was marked aborted) and hands those runs to the janitor; a Job whose run is still
-// running in the history is left for the replica that follows it.
+// running in the history is left for the replica that follows it — on a follower — or handed
+// to adopt on the leader.
 func TestSweepOrphans(t *testing.T) {
 	sb := sandboxtest.Start(t, sandbox.Options{})
 	kube, err := kubernetes.NewForConfig(sb.RESTConfig())
@@ -78,12 +81,24 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	deleted, err := ex.SweepOrphans(ctx, store)
+	sw, err := ex.SweepOrphans(ctx, store, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(deleted, []string{jobexec.JobName(abandoned)}) || !slices.Equal(jan.runs, []string{abandoned}) {
-		t.Errorf("deleted %v, handed to the janitor %v; want only the Job of %s", deleted, jan.runs, abandoned)
+	if !slices.Equal(sw.Deleted, []string{jobexec.JobName(abandoned)}) || !slices.Equal(jan.runs, []string{abandoned}) || len(sw.Adopted) != 0 {
+		t.Errorf("deleted %v, adopted %v, handed to the janitor %v; want only the Job of %s deleted", sw.Deleted, sw.Adopted, jan.runs, abandoned)
+	}
+	// The leader adopts the Job of the run still running: once, until adopt's run ends.
+	var orphans []jobexec.Orphan
+	adopt := func(o jobexec.Orphan) error { orphans = append(orphans, o); return nil }
+	for range 2 {
+		if sw, err = ex.SweepOrphans(ctx, store, adopt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(orphans) != 1 || orphans[0].Job != jobexec.JobName(alive) || orphans[0].Trigger.ID != alive || orphans[0].Trigger.Kind != "api" ||
+		orphans[0].Scenario.Metadata.Name != "orphans" || orphans[0].Scenario.Spec.Backup.Etcd == nil {
+		t.Errorf("adopted %+v; want the Job of %s once, with its scenario and trigger", orphans, alive)
 	}
 	if _, err := kube.BatchV1().Jobs(ns).Get(ctx, jobexec.JobName(alive), metav1.GetOptions{}); err != nil {
 		t.Errorf("the Job of a run still running: %v", err)
@@ -93,5 +108,19 @@ spec:
 		t.Errorf("the orphaned Job is still there")
 	} else if err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
+	}
+	// Another replica finishes the run before this one follows it: the adopted run is left to
+	// it (schedule.ErrNotOurs), and its Job, still running, deleted.
+	fin2 := now.Add(2 * time.Minute)
+	if err := store.Finish(ctx, &drill.Record{ID: alive, Scenario: "orphans", Trigger: "api", Result: drill.Passed, StartedAt: now, FinishedAt: &fin2}); err != nil {
+		t.Fatal(err)
+	}
+	o := orphans[0]
+	rec, err := ex.Adopt(o, store)(ctx, o.Scenario, o.Trigger)
+	if !errors.Is(err, schedule.ErrNotOurs) || rec == nil || rec.Result != drill.Passed {
+		t.Errorf("adopting a run another replica finished: %+v, %v; want its record and ErrNotOurs", rec, err)
+	}
+	if j, err := kube.BatchV1().Jobs(ns).Get(ctx, o.Job, metav1.GetOptions{}); err == nil && j.DeletionTimestamp == nil {
+		t.Errorf("the Job of a run finished elsewhere is still there")
 	}
 }

@@ -97,9 +97,9 @@ type Options struct {
 	// OnFinish, when set, is called with every final record the scheduler sees (runs, skipped,
 	// missed), for metrics and notifications. It must not block for long.
 	OnFinish func(*drill.Record)
-	// OnStart, when set, is called as each run starts (after any wait for a slot), with the
-	// scenario version and trigger it runs with; for a scheduled run another replica may still
-	// turn out to have (history.ErrDuplicateSchedule). It must not block for long.
+	// OnStart, when set, is called as each run starts (after any wait for a slot) or is adopted,
+	// with the scenario version and trigger it runs with; for a scheduled run another replica
+	// may still turn out to have (history.ErrDuplicateSchedule). It must not block for long.
 	OnStart func(*scenarios.Scenario, Trigger)
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -135,6 +135,10 @@ var ErrBusy = errors.New("scenario already has a run in flight")
 
 // ErrStopped: Trigger after Shutdown.
 var ErrStopped = errors.New("the scheduler is shutting down")
+
+// ErrNotOurs, from the RunFunc of an adopted run, says the run is not this replica's to record
+// or report: another replica finished it, or still follows it as this one stops.
+var ErrNotOurs = errors.New("the run is another replica's")
 
 // Default option values.
 const (
@@ -207,6 +211,8 @@ type job struct {
 	st   *state
 	sc   *scenarios.Scenario // the version it was started with
 	trig Trigger
+	// adopt, for a run another replica started (Adopt), follows it instead of Options.Run.
+	adopt RunFunc
 }
 
 // New returns a Scheduler with no scenarios.
@@ -397,6 +403,36 @@ func (s *Scheduler) Start(ctx context.Context, name string, t Trigger) (string, 
 	return j.trig.ID, nil
 }
 
+// Adopt takes over a run another replica started and no longer follows (it died): follow
+// carries it on to its final record, stored and passed to OnFinish as any run's. While it
+// runs it is the scenario's run in flight, so that scheduled times meanwhile are skipped as
+// for any run, and it counts against MaxConcurrent, although it starts at once even past the
+// limit: it runs already. sc is the version the run started with; t.ID is the run's id. A
+// scenario this replica has not loaded (deleted since) is followed all the same.
+func (s *Scheduler) Adopt(sc *scenarios.Scenario, t Trigger, follow RunFunc) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return ErrStopped
+	}
+	name := sc.Metadata.Name
+	st := s.states[name]
+	if st == nil {
+		st = &state{name: name, sc: sc, removed: true} // goes with the run, unless loaded meanwhile
+		s.states[name] = st
+	}
+	j := &job{st: st, sc: sc, trig: t, adopt: follow}
+	s.running++
+	if st.running == nil {
+		// Else a run of this replica's is in flight too: the overlap happened before this
+		// replica knew, and cannot be undone.
+		st.running = j
+	}
+	s.wg.Add(1)
+	go s.execute(j)
+	return nil
+}
+
 // withLabels is sc with extra labels added, sc itself when there are none; sc is not changed
 // (other runs share it). A key sc has keeps sc's value: a run's labels add to its scenario's,
 // they do not rewrite what reports and notifications group by.
@@ -452,14 +488,22 @@ func (s *Scheduler) execute(j *job) {
 	if !j.trig.ScheduledFor.IsZero() {
 		attrs = append(attrs, "scheduledFor", j.trig.ScheduledFor)
 	}
-	s.log.Info("drill started", attrs...)
+	run := s.opts.Run
+	if j.adopt != nil {
+		run = j.adopt
+		s.log.Info("drill adopted: another replica started it and no longer follows it", attrs...)
+	} else {
+		s.log.Info("drill started", attrs...)
+	}
 	if s.opts.OnStart != nil {
 		s.opts.OnStart(j.sc, j.trig)
 	}
-	rec, err := s.opts.Run(s.runCtx, j.sc, j.trig)
+	rec, err := run(s.runCtx, j.sc, j.trig)
 	switch {
 	case err != nil && isDuplicate(err):
 		s.log.Info("scheduled run already in the history: another replica has it", attrs...)
+	case errors.Is(err, ErrNotOurs):
+		s.log.Info("adopted run left to another replica", append(attrs, "why", err.Error())...)
 	case rec == nil:
 		if err == nil {
 			err = errors.New("the drill returned no record")
@@ -478,7 +522,9 @@ func (s *Scheduler) execute(j *job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.running--
-	j.st.running = nil
+	if j.st.running == j {
+		j.st.running = nil
+	}
 	if j.st.removed && j.st.busy() == nil && s.states[name] == j.st {
 		delete(s.states, name)
 	}

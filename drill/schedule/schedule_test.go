@@ -542,3 +542,54 @@ func TestStartWithAssignedIDSeedAndLabels(t *testing.T) {
 	c.release <- drill.Passed
 	r.fin.next(t)
 }
+
+// An adopted run (another replica started it and died) is the scenario's run in flight: a
+// scheduled time meanwhile is skipped, and its final record reaches OnFinish. One left to
+// another replica (ErrNotOurs) is neither recorded nor reported here. A scenario not loaded
+// here is followed all the same.
+func TestAdopt(t *testing.T) {
+	r := newRig(t, date("2026-03-02T10:59:00Z"), Options{MaxConcurrent: 1})
+	sc := scenario("slow", "0 * * * *", "")
+	r.s.Update([]Entry{entry(sc)})
+	r.start(t)
+	release := make(chan drill.Result)
+	follow := func(_ context.Context, sc *scenarios.Scenario, t Trigger) (*drill.Record, error) {
+		end := date("2026-03-02T11:00:30Z")
+		return &drill.Record{ID: t.ID, Scenario: sc.Metadata.Name, Trigger: t.Kind, Result: <-release, FinishedAt: &end}, nil
+	}
+	adopted := Trigger{ID: "20260302-105000-adopt1", Kind: KindSchedule, ScheduledFor: date("2026-03-02T10:50:00Z")}
+	if err := r.s.Adopt(sc, adopted, follow); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.status(t, "slow"); st.Running != adopted.ID {
+		t.Errorf("running = %q, want the adopted run %s", st.Running, adopted.ID)
+	}
+	r.advance(t, date("2026-03-02T11:00:00Z"))
+	if rec := r.fin.next(t); rec.Result != drill.Skipped || rec.Message != "previous run "+adopted.ID+" still running" {
+		t.Errorf("scheduled time while the adopted run is in flight: %s %q, want skipped naming it", rec.Result, rec.Message)
+	}
+	r.run.none(t)
+	release <- drill.Passed
+	if rec := r.fin.next(t); rec.ID != adopted.ID || rec.Result != drill.Passed {
+		t.Errorf("OnFinish got %s %s, want the adopted run passed", rec.ID, rec.Result)
+	}
+	testkit.EventuallyTrue(t, wait, "the adopted run to end", func() bool { return r.status(t, "slow").Running == "" })
+
+	gone := scenario("gone", "", "")
+	n := r.fin.count()
+	done := make(chan struct{})
+	elsewhere := func(context.Context, *scenarios.Scenario, Trigger) (*drill.Record, error) {
+		defer close(done)
+		return nil, fmt.Errorf("%w: finished by replica-2", ErrNotOurs)
+	}
+	if err := r.s.Adopt(gone, Trigger{ID: "20260302-105500-adopt2", Kind: KindAPI}, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	testkit.EventuallyTrue(t, wait, "the run left to another replica to end", func() bool {
+		return !strings.Contains(fmt.Sprint(r.s.Scenarios()), "adopt2") && strings.Contains(r.log.String(), "adopted run left to another replica")
+	})
+	if r.fin.count() != n || len(r.hist.records("gone", "")) != 0 {
+		t.Errorf("a run left to another replica was reported or recorded here: %d records to OnFinish, history %+v", r.fin.count()-n, r.hist.records("gone", ""))
+	}
+}

@@ -398,7 +398,10 @@ func TestRunnerGoneHandsOverARun(t *testing.T) {
 	passes := make(chan int, 10)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { j.Run(rctx, time.Hour, slog.New(slog.DiscardHandler), func(n int) { passes <- n }); close(done) }()
+	go func() {
+		j.Run(rctx, time.Hour, slog.New(slog.DiscardHandler), func(n int) { passes <- n })
+		close(done)
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 	<-passes // the pass at start
 	j.RunnerGone(run, drill.RunnerInfo{Host: "pod fd/firedrill-" + run})

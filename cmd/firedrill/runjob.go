@@ -51,6 +51,12 @@ func (a *app) runJob(ctx context.Context, f drillFlags) error {
 		rn.Seed = f.seed.v
 	}
 	_, err = rn.Run(ctx, sc, a.drivers(f).For(sc))
+	if ctx.Err() != nil {
+		// Stopped by SIGTERM: the pod is being deleted, and with it its log once the container
+		// exits. A followed log can end at the exit before its last line has been sent, so the
+		// container stays a moment after its final record for serve's reader to take it.
+		time.Sleep(jobexec.FinalLinger)
+	}
 	if errors.Is(err, drill.ErrRecord) {
 		return &codedError{code: exitError, err: err}
 	}

@@ -83,6 +83,11 @@ func podDeath(p corev1.Pod, memoryLimit string) string {
 			}
 		}
 		if t := cs.State.Terminated; t != nil {
+			if p.DeletionTimestamp != nil && t.ExitCode == 0 {
+				// Deleted gracefully: the drill stopped on SIGTERM and cleaned up, and its final
+				// record was not read before the pod (and its log) went.
+				return fmt.Sprintf("Job pod %s was deleted before the drill ended (kubectl delete pod, a drain or an eviction); the drill stopped and cleaned up (exit 0), but its final record went with the pod: the run was not finished", p.Name)
+			}
 			return terminated(p.Name, t, memoryLimit)
 		}
 	}

@@ -335,27 +335,37 @@ func (r *run) observe(ctx context.Context) observed {
 func (r *run) follow(ctx context.Context, pod string) <-chan Line {
 	out := make(chan Line)
 	sent := r.seq
+	each := func(l Line) bool {
+		if l.Seq <= sent {
+			return true
+		}
+		sent = l.Seq
+		select {
+		case out <- l:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	go func() {
 		defer close(out)
 		for attempt := 0; ctx.Err() == nil; attempt++ {
-			err := r.readLog(ctx, pod, func(l Line) bool {
-				if l.Seq <= sent {
-					return true
-				}
-				sent = l.Seq
-				select {
-				case out <- l:
-					return true
-				case <-ctx.Done():
-					return false
-				}
-			})
+			err := r.readLog(ctx, pod, true, each)
 			if ctx.Err() != nil {
 				return
 			}
 			p, perr := r.e.o.Kube.CoreV1().Pods(r.e.o.Namespace).Get(ctx, pod, metav1.GetOptions{})
-			if apierrors.IsNotFound(perr) || perr == nil && containerEnded(p) {
-				return // the whole log has been read
+			if apierrors.IsNotFound(perr) {
+				return // the pod and its log are gone
+			}
+			if perr == nil && containerEnded(p) {
+				// A followed log can end at the container's exit before its last lines (the
+				// final record, written last) have been sent: read the whole log once more
+				// while the pod is still there. Lines already sent are skipped by Seq.
+				if err := r.readLog(ctx, pod, false, each); err != nil && ctx.Err() == nil {
+					r.log.Info("could not read the ended drill pod's log again", "pod", pod, "err", err)
+				}
+				return
 			}
 			if err != nil {
 				r.log.Info("the drill pod's log dropped; reading it again", "pod", pod, "err", err)
@@ -370,8 +380,8 @@ func (r *run) follow(ctx context.Context, pod string) <-chan Line {
 	return out
 }
 
-func (r *run) readLog(ctx context.Context, pod string, each func(Line) bool) error {
-	s, err := r.e.o.Kube.CoreV1().Pods(r.e.o.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: Container, Follow: true}).Stream(ctx)
+func (r *run) readLog(ctx context.Context, pod string, follow bool, each func(Line) bool) error {
+	s, err := r.e.o.Kube.CoreV1().Pods(r.e.o.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: Container, Follow: follow}).Stream(ctx)
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,10 @@ const WorkDir = "/work"
 
 // Bounds of a Job beyond its scenario's spec.timeout.
 const (
+	// FinalLinger is how long run-job stays after its final record when it was stopped by
+	// SIGTERM (its pod deleted), so that serve's log reader gets the line before the pod and its
+	// log are gone.
+	FinalLinger = 3 * time.Second
 	// CleanupTimeout is drill.Runner's default cleanup bound.
 	CleanupTimeout = 5 * time.Minute
 	// deadlineMargin is what activeDeadlineSeconds adds for scheduling, pulling and recording.

@@ -157,6 +157,10 @@ func TestDeathReasons(t *testing.T) {
 			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "DeletionByTaintManager", Message: "Taint manager: deleting due to NoExecute taint"}}
 		})}}, "", "DisruptionTarget DeletionByTaintManager"},
 		{"pod deleted", Observed{Job: job, Pods: []corev1.Pod{pod(func(p *corev1.Pod) { p.DeletionTimestamp = &now })}}, "", "was deleted before the drill ended"},
+		{"pod deleted, cleaned up, record lost", Observed{Job: job, Pods: []corev1.Pod{pod(func(p *corev1.Pod) {
+			terminated("Completed", 0)(p)
+			p.DeletionTimestamp = &now
+		})}}, "", "was deleted before the drill ended (kubectl delete pod, a drain or an eviction); the drill stopped and cleaned up (exit 0)"},
 		{"image pull", Observed{Job: job, Pods: []corev1.Pod{pod(func(p *corev1.Pod) {
 			p.Status.Phase = corev1.PodPending
 			p.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "not found"}}

@@ -60,13 +60,14 @@ BENCH_SIZE ?= 1073741824
 bench: sandbox-bin build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
 	$(GO) run ./hack/bench -size $(BENCH_SIZE) -bin $(BIN)
-	$(GO) run ./hack/bench/serve -scenarios $(BENCH_SERVE_SCENARIOS) -bin $(BIN)
+	$(GO) run ./hack/bench/serve -scenarios $(BENCH_SERVE_SCENARIOS) -cluster-scenarios $(BENCH_CLUSTER_SCENARIOS) -bin $(BIN)
 	$(GO) run ./hack/bench/volumes -probe $(BIN)/firedrill-probe
 
-## bench-serve: only the serve bench: memory, idle CPU and API latency with 1,000 scheduled scenarios
+## bench-serve: only the serve bench: memory, idle CPU and API latency with 1,000 scheduled scenarios; then 500 as Scenario resources in a sandbox beside files (status time, RSS ratio, idle status writes)
 BENCH_SERVE_SCENARIOS ?= 1000
-bench-serve: build
-	$(GO) run ./hack/bench/serve -scenarios $(BENCH_SERVE_SCENARIOS) -bin $(BIN)
+BENCH_CLUSTER_SCENARIOS ?= 500
+bench-serve: sandbox-bin build
+	$(GO) run ./hack/bench/serve -scenarios $(BENCH_SERVE_SCENARIOS) -cluster-scenarios $(BENCH_CLUSTER_SCENARIOS) -bin $(BIN)
 
 ## lint: gofmt and go vet
 lint:

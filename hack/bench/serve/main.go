@@ -5,6 +5,14 @@
 //	idle CPU             utime+stime over -idle (/proc/PID/stat), as a share of one core
 //	GET /api/v1/scenarios latency (p50, p90, max) and body size
 //
+// With -cluster-scenarios N (500 unless 0) it then measures serve --scenarios-from cluster with
+// the same N scenarios as Scenario resources in a sandbox API server (cluster.go), beside serve
+// reading them from files:
+//
+//	start to every status    from exec until every Scenario's status is written (target < 30 s)
+//	resident memory          VmRSS of both modes and their ratio (target ≤ 1.5×)
+//	status writes            Scenario updates per minute while nothing changes (target ~0)
+//
 // The scenarios are generated: etcd drills with a daily schedule about 12 hours away, so none
 // comes due during the measurement. Absolute figures depend on the machine; `make bench` runs it
 // after the etcd bench.
@@ -14,12 +22,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -37,23 +47,62 @@ func main() {
 	requests := flag.Int("requests", 50, "GET /api/v1/scenarios requests to time")
 	binDir := flag.String("bin", controlplane.FindBinDir(), "directory with the firedrill binary (make build)")
 	baseline := flag.Bool("baseline", true, "first measure serve with a single scenario, to show what the scenarios cost")
+	clusterN := flag.Int("cluster-scenarios", 500, "then measure serve --scenarios-from cluster with this many Scenario resources in a sandbox API server, beside files (0: skip)")
+	clusterIdle := flag.Duration("cluster-idle", time.Minute, "how long to count status writes and idle CPU of serve --scenarios-from cluster")
+	crds := flag.String("crds", filepath.Join("deploy", "kustomize", "base", "crds"), "directory of the CRDs to install into the sandbox")
 	flag.Parse()
-	bin := filepath.Join(*binDir, "firedrill")
-	var base *figures
-	if *baseline {
-		f, err := measure(1, 5*time.Second, 5, bin)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench serve:", err)
-			os.Exit(1)
-		}
-		base = &f
+	// Interrupted, the deferred clean-up still runs: serve is killed and the sandbox stopped.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, *n, *idle, *requests, *binDir, *baseline, *clusterN, *clusterIdle, *crds)
+	if ctx.Err() != nil {
+		err = errors.New("interrupted: serve and the sandbox were stopped, nothing was measured to the end")
 	}
-	f, err := measure(*n, *idle, *requests, bin)
+	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench serve:", err)
 		os.Exit(1)
 	}
+}
+
+func run(ctx context.Context, n int, idle time.Duration, requests int, binDir string, baseline bool, clusterN int, clusterIdle time.Duration, crds string) error {
+	bin := filepath.Join(binDir, "firedrill")
+	var base *figures
+	if baseline {
+		f, err := measure(ctx, spec{n: 1, idle: 5 * time.Second, requests: 5, bin: bin})
+		if err != nil {
+			return err
+		}
+		base = &f
+	}
+	f, err := measure(ctx, spec{n: n, idle: idle, requests: requests, bin: bin})
+	if err != nil {
+		return err
+	}
 	f.print(base)
+	if clusterN <= 0 {
+		return nil
+	}
+	files := f
+	if n != clusterN { // the same scenarios from files, to compare with
+		if files, err = measure(ctx, spec{n: clusterN, idle: clusterIdle, requests: requests, bin: bin}); err != nil {
+			return err
+		}
+	}
+	cl, err := measureCluster(ctx, spec{n: clusterN, idle: clusterIdle, requests: requests, bin: bin}, binDir, crds)
+	if err != nil {
+		return err
+	}
+	printSideBySide(files, cl)
+	return nil
+}
+
+// spec is what one serve process is measured with.
+type spec struct {
+	n        int
+	idle     time.Duration
+	requests int
+	bin      string
+	cluster  *clusterScenarios // nil: scenario files
 }
 
 // figures are what one serve process measured.
@@ -65,6 +114,11 @@ type figures struct {
 	lat                []time.Duration
 	size               int
 	exit               string
+	// With cluster Scenarios only: exec until every status was written, and the Scenario
+	// updates seen during the idle measurement.
+	allStatuses time.Duration
+	idleWrites  int
+	writesWall  time.Duration
 }
 
 func (f figures) print(base *figures) {
@@ -89,7 +143,8 @@ func (f figures) print(base *figures) {
 
 var servingAddr = regexp.MustCompile(`msg="serving HTTP" addr=(\S+)`)
 
-func measure(n int, idle time.Duration, requests int, bin string) (f figures, err error) {
+func measure(ctx context.Context, sp spec) (f figures, err error) {
+	n, idle, requests, bin := sp.n, sp.idle, sp.requests, sp.bin
 	f.n = n
 	if _, err := os.Stat(bin); err != nil {
 		return f, fmt.Errorf("%w: build it with 'make build' or point -bin at it", err)
@@ -105,30 +160,26 @@ func measure(n int, idle time.Duration, requests int, bin string) (f figures, er
 	}
 	// Daily, about 12 hours from now: scheduled, but nothing comes due while we measure.
 	hour := (time.Now().UTC().Hour() + 12) % 24
-	for i := range n {
-		name := fmt.Sprintf("bench-%04d", i)
-		body := fmt.Sprintf(`apiVersion: firedrill.dev/v1alpha1
-kind: Scenario
-metadata: {name: %s, labels: {team: team-%d}}
-spec:
-  schedule: "%d %d * * *"
-  objectives: {rto: 10m, rpo: 25h}
-  backup: {etcd: {take: {endpoints: ["http://127.0.0.1:1"]}}}
-  restore: {scratchEtcd: {}}
-  checks:
-    - {name: snapshot integrity, etcdIntegrity: {}}
-    - {name: every object decodes, etcdObjectsDecode: {}}
-`, name, i%10, i%60, hour)
-		if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(body), 0o644); err != nil {
+	args := []string{"serve", "--listen", "127.0.0.1:0", "--history", filepath.Join(work, "history.db"), "--janitor-interval", "0"}
+	if sp.cluster == nil {
+		for i := range n {
+			name, body := scenario(i, hour)
+			if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(body), 0o644); err != nil {
+				return f, err
+			}
+		}
+		args = append(args, "--scenarios", dir, "--kubeconfig", filepath.Join(work, "none"))
+	} else {
+		if err := sp.cluster.create(ctx, n, hour); err != nil {
 			return f, err
 		}
+		args = append(args, "--scenarios-from", "cluster", "--scenarios-namespace", sp.cluster.namespace, "--kubeconfig", sp.cluster.kubeconfig)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--scenarios", dir, "--listen", "127.0.0.1:0",
-		"--history", filepath.Join(work, "history.db"), "--janitor-interval", "0", "--kubeconfig", filepath.Join(work, "none"))
-	cmd.Env = append(os.Environ(), "FIREDRILL_TOKEN=", "FIREDRILL_SLACK_WEBHOOK=")
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "FIREDRILL_TOKEN=", "FIREDRILL_SLACK_WEBHOOK=", "FIREDRILL_SCENARIOS=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return f, err
@@ -163,10 +214,25 @@ spec:
 		base = "http://" + a
 	case <-time.After(5 * time.Minute):
 		return f, fmt.Errorf("serve did not start within 5 minutes")
+	case <-ctx.Done():
+		return f, ctx.Err()
 	}
 	startup := time.Since(start)
 	pid := cmd.Process.Pid
-	time.Sleep(2 * time.Second) // let start-up garbage be collected before reading RSS
+	var idleWrites func() (int, time.Duration, error)
+	if sp.cluster != nil {
+		// Start-up of a cluster source ends when every Scenario shows what serve made of it.
+		if err := sp.cluster.waitStatuses(ctx, n, 5*time.Minute); err != nil {
+			return f, fmt.Errorf("%w\nserve's log:\n%s", err, logs.String())
+		}
+		f.allStatuses = time.Since(start)
+		if idleWrites, err = sp.cluster.countWrites(ctx); err != nil {
+			return f, err
+		}
+	}
+	if err := sleep(ctx, 2*time.Second); err != nil { // let start-up garbage be collected before reading RSS
+		return f, err
+	}
 	rssStart, err := rssKiB(pid)
 	if err != nil {
 		return f, err
@@ -178,12 +244,19 @@ spec:
 		return f, err
 	}
 	w0 := time.Now()
-	time.Sleep(idle)
+	if err := sleep(ctx, idle); err != nil {
+		return f, err
+	}
 	t1, err := cpuTicks(pid)
 	if err != nil {
 		return f, err
 	}
 	wall := time.Since(w0)
+	if idleWrites != nil {
+		if f.idleWrites, f.writesWall, err = idleWrites(); err != nil {
+			return f, err
+		}
+	}
 	cpu := time.Duration(t1-t0) * time.Second / time.Duration(clockTicks)
 
 	// API latency.
@@ -219,6 +292,35 @@ spec:
 	f.idleWall, f.idleCPU, f.stop = wall, cpu, stop
 	f.lat, f.size, f.exit = lat, size, orOK(waitErr)
 	return f, nil
+}
+
+// scenario is the i-th generated scenario, scheduled daily at hour: its name and its file.
+func scenario(i, hour int) (name, doc string) {
+	name = fmt.Sprintf("bench-%04d", i)
+	return name, fmt.Sprintf(`apiVersion: firedrill.dev/v1alpha1
+kind: Scenario
+metadata: {name: %s, labels: {team: team-%d}}
+spec:
+  schedule: "%d %d * * *"
+  objectives: {rto: 10m, rpo: 25h}
+  backup: {etcd: {take: {endpoints: ["http://127.0.0.1:1"]}}}
+  restore: {scratchEtcd: {}}
+  checks:
+    - {name: snapshot integrity, etcdIntegrity: {}}
+    - {name: every object decodes, etcdObjectsDecode: {}}
+`, name, i%10, i%60, hour)
+}
+
+// sleep waits d, or less when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func mustGet(c *http.Client, url string) []byte {

@@ -173,6 +173,11 @@ metadata:
 			t.Errorf("run %s whose pod was deleted (%s): %s %q (hash %q); want aborted, saying the pod went", id, del, rec.Result, rec.Message, rec.Hash)
 		}
 		t.Logf("pod deleted mid-drill (%s): %s: %s", strings.Join(del, " "), rec.Result, rec.Message)
+		if del[0] == "--wait=false" && !strings.Contains(rec.Message, "SIGTERM") {
+			// Deleted gracefully, the pod stops its drill, cleans up and records that itself; its
+			// record must reach the history before the pod and its log are gone.
+			t.Errorf("run %s whose pod was deleted gracefully: %q; want the pod's own record (interrupted by SIGTERM, cleanup ran)", id, rec.Message)
+		}
 		testkit.EventuallyTrue(t, 2*time.Minute, "the janitor removes the aborted run's namespace", func() bool {
 			out, err := runKubectl(sb, "get", "namespace", leftover, "-o", "jsonpath={.status.phase}")("")
 			return err != nil && strings.Contains(out, "NotFound") || out == "Terminating"

@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +20,6 @@ import (
 	"github.com/firedrill-dev/firedrill/internal/pgtest"
 	"github.com/firedrill-dev/firedrill/internal/testkit"
 	"github.com/firedrill-dev/firedrill/sandbox"
-	"github.com/firedrill-dev/firedrill/sandbox/sandboxtest"
 )
 
 var campaigning = regexp.MustCompile(`msg="campaigning for the Lease[^"]*" identity=(\S+)`)
@@ -36,32 +34,8 @@ var campaigning = regexp.MustCompile(`msg="campaigning for the Lease[^"]*" ident
 //     scheduled runs pass as Jobs it created;
 //   - every fire time has one record, no Job is left running, `history verify` passes.
 func TestServeFailoverJobs(t *testing.T) {
-	needSandbox(t)
-	sb := sandboxtest.Start(t, sandbox.Options{RealNode: true})
-	if !slices.Contains(sb.State().RealNode.Images, sandbox.FiredrillImage) {
-		t.Fatalf("the real node has no %s: build bin/images/firedrill.tar with make sandbox-bin", sandbox.FiredrillImage)
-	}
-	kubectl := func(stdin string, args ...string) string {
-		t.Helper()
-		out, err := runKubectl(sb, args...)(stdin)
-		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
-	ns := fmt.Sprintf("fdfailover-%d", time.Now().UnixNano()%1e6)
-	kubectl("", "create", "namespace", ns)
-	t.Cleanup(func() { runKubectl(sb, "delete", "namespace", ns, "--wait=false")("") })
-	testkit.EventuallyTrue(t, time.Minute, "the namespace's default ServiceAccount", func() bool {
-		_, err := runKubectl(sb, "-n", ns, "get", "serviceaccount", "default")("")
-		return err == nil
-	})
-	// Pods reach the sandbox etcd through a proxy on the node's address; slow keeps a drill in
-	// its backup for minutes, long enough to kill the leader in it.
-	var slow atomic.Bool
-	endpoint := etcdProxy(t, sb.State().RealNode.IP, strings.TrimPrefix(sb.EtcdEndpoints()[0], "http://"), &slow)
-	kubectl("", "apply", "--server-side", "--force-conflicts", "--field-manager=firedrill-e2e", "-f", scenarioCRD, "-f", drillRunCRD)
-	kubectl("", "wait", "--for=condition=Established", "--timeout=1m", "crd/scenarios.firedrill.dev", "crd/drillruns.firedrill.dev")
+	sb, kubectl, ns, endpoint, slow := jobsSandbox(t, "fdfailover")
+	// slow keeps a drill in its backup for minutes, long enough to kill the leader in it.
 	const name, every = "fo-jobs", "@every 15s"
 	kubectl(etcdScenario(name, every, []string{endpoint}, "", false), "-n", ns, "apply", "-f", "-")
 

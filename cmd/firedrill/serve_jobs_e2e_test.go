@@ -36,32 +36,7 @@ import (
 //   - a drill past its memory limit: aborted, OOMKilled, naming the limit;
 //   - serve stopped past its grace: the Job deleted, the pod's aborted record stored.
 func TestServeExecutorJob(t *testing.T) {
-	needSandbox(t)
-	sb := sandboxtest.Start(t, sandbox.Options{RealNode: true})
-	if !slices.Contains(sb.State().RealNode.Images, sandbox.FiredrillImage) {
-		t.Fatalf("the real node has no %s: build bin/images/firedrill.tar with make sandbox-bin", sandbox.FiredrillImage)
-	}
-	kubectl := func(stdin string, args ...string) string {
-		t.Helper()
-		out, err := runKubectl(sb, args...)(stdin)
-		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
-	ns := fmt.Sprintf("fdjobs-%d", time.Now().UnixNano()%1e6)
-	kubectl("", "create", "namespace", ns)
-	t.Cleanup(func() { runKubectl(sb, "delete", "namespace", ns, "--wait=false")("") })
-	// The default ServiceAccount is made by the controller-manager; the Job's pod needs it.
-	testkit.EventuallyTrue(t, time.Minute, "the namespace's default ServiceAccount", func() bool {
-		_, err := runKubectl(sb, "-n", ns, "get", "serviceaccount", "default")("")
-		return err == nil
-	})
-
-	// Pods reach the node's address, not the sandbox etcd's loopback: a proxy on the node
-	// address forwards to it, slowly while slow is set (a drill that is still in its backup).
-	var slow atomic.Bool
-	endpoint := etcdProxy(t, sb.State().RealNode.IP, strings.TrimPrefix(sb.EtcdEndpoints()[0], "http://"), &slow)
+	sb, kubectl, ns, endpoint, slow := jobsSandbox(t, "fdjobs")
 
 	dir := t.TempDir()
 	scenarioFile := func(name, extra string) {
@@ -75,8 +50,6 @@ func TestServeExecutorJob(t *testing.T) {
 	scenarioFile("job-oom", "  runner: {resources: {limits: {memory: 10Mi}}}\n")
 
 	// A Scenario resource with a schedule, for a scheduled run and a DrillRun as Jobs.
-	kubectl("", "apply", "--server-side", "--force-conflicts", "--field-manager=firedrill-e2e", "-f", scenarioCRD, "-f", drillRunCRD)
-	kubectl("", "wait", "--for=condition=Established", "--timeout=1m", "crd/scenarios.firedrill.dev", "crd/drillruns.firedrill.dev")
 	kubectl(etcdScenario("job-cluster", "@every 15s", []string{endpoint}, "{team: platform}", false), "-n", ns, "apply", "-f", "-")
 
 	hist := filepath.Join(t.TempDir(), "history.db")
@@ -234,6 +207,42 @@ metadata:
 }
 
 // jobPodHost is the host name of run id's pod: its name.
+// jobsSandbox is a real-node sandbox ready for drills as Jobs: firedrill's image on the node, a
+// namespace of the test's own (its default ServiceAccount made), the Scenario and DrillRun CRDs,
+// and an etcd endpoint the node's pods reach, slowed while slow is set (a drill kept in its
+// backup, to be interrupted there).
+func jobsSandbox(t *testing.T, prefix string) (sb *sandbox.Sandbox, kubectl func(stdin string, args ...string) string, ns, endpoint string, slow *atomic.Bool) {
+	t.Helper()
+	needSandbox(t)
+	sb = sandboxtest.Start(t, sandbox.Options{RealNode: true})
+	if !slices.Contains(sb.State().RealNode.Images, sandbox.FiredrillImage) {
+		t.Fatalf("the real node has no %s: build bin/images/firedrill.tar with make sandbox-bin", sandbox.FiredrillImage)
+	}
+	kubectl = func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := runKubectl(sb, args...)(stdin)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	ns = fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e6)
+	kubectl("", "create", "namespace", ns)
+	t.Cleanup(func() { runKubectl(sb, "delete", "namespace", ns, "--wait=false")("") })
+	// The default ServiceAccount is made by the controller-manager; the Job's pod needs it.
+	testkit.EventuallyTrue(t, time.Minute, "the namespace's default ServiceAccount", func() bool {
+		_, err := runKubectl(sb, "-n", ns, "get", "serviceaccount", "default")("")
+		return err == nil
+	})
+	// Pods reach the node's address, not the sandbox etcd's loopback: a proxy on the node
+	// address forwards to it.
+	slow = new(atomic.Bool)
+	endpoint = etcdProxy(t, sb.State().RealNode.IP, strings.TrimPrefix(sb.EtcdEndpoints()[0], "http://"), slow)
+	kubectl("", "apply", "--server-side", "--force-conflicts", "--field-manager=firedrill-e2e", "-f", scenarioCRD, "-f", drillRunCRD)
+	kubectl("", "wait", "--for=condition=Established", "--timeout=1m", "crd/scenarios.firedrill.dev", "crd/drillruns.firedrill.dev")
+	return sb, kubectl, ns, endpoint, slow
+}
+
 func jobPodHost(t *testing.T, kubectl func(string, ...string) string, ns, id string) string {
 	t.Helper()
 	return strings.TrimSpace(kubectl("", "-n", ns, "get", "pods", "-l", jobexec.LabelRunID+"="+id, "-o", "jsonpath={.items[0].metadata.name}"))

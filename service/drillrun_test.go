@@ -3,8 +3,6 @@ package service
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/firedrill-dev/firedrill/api/v1alpha1"
+	"github.com/firedrill-dev/firedrill/deploy"
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/crd"
 	"github.com/firedrill-dev/firedrill/drill/history"
@@ -265,25 +264,9 @@ func drillRunCluster(t *testing.T) (dynamic.Interface, *rest.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	for _, f := range []string{"firedrill.dev_scenarios.yaml", "firedrill.dev_drillruns.yaml"} {
-		b, err := os.ReadFile(filepath.Join("..", "deploy", "kustomize", "base", "crds", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var obj unstructured.Unstructured
-		if err := yaml.Unmarshal(b, &obj.Object); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dyn.Resource(crds).Apply(t.Context(), obj.GetName(), &obj, metav1.ApplyOptions{FieldManager: "firedrill-test", Force: true}); err != nil {
-			t.Fatal(err)
-		}
+	if err := deploy.ApplyCRDs(t.Context(), dyn, "firedrill-test"); err != nil {
+		t.Fatal(err)
 	}
-	testkit.EventuallyTrue(t, time.Minute, "Scenarios and DrillRuns served", func() bool {
-		_, err1 := dyn.Resource(v1alpha1.ScenarioResource).List(t.Context(), metav1.ListOptions{Limit: 1})
-		_, err2 := dyn.Resource(v1alpha1.DrillRunResource).List(t.Context(), metav1.ListOptions{Limit: 1})
-		return err1 == nil && err2 == nil
-	})
 	return dyn, sb.RESTConfig()
 }
 

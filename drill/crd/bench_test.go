@@ -100,10 +100,7 @@ func BenchmarkStatusOfManyScenarios(b *testing.B) {
 	b.ReportMetric(float64(idleWrites)/float64(b.N), "writes/idle-pass")
 }
 
-var (
-	apiextensionsCRDs = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	namespaces        = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
-)
+var namespaces = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 
 // clearStatuses removes every Scenario's status, as before serve first saw them.
 func clearStatuses(b *testing.B, res dynamic.ResourceInterface) {

@@ -3,8 +3,6 @@ package crd
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/firedrill-dev/firedrill/api/v1alpha1"
+	"github.com/firedrill-dev/firedrill/deploy"
 	"github.com/firedrill-dev/firedrill/drill"
 	"github.com/firedrill-dev/firedrill/drill/history"
 	"github.com/firedrill-dev/firedrill/drill/schedule"
@@ -253,18 +252,8 @@ func TestStatusWritesOnlyWhileLeadingRetryingConflicts(t *testing.T) {
 // deleted at the end.
 func installCRD(t testing.TB, dyn dynamic.Interface) string {
 	t.Helper()
-	for _, f := range []string{"firedrill.dev_scenarios.yaml", "firedrill.dev_drillruns.yaml"} {
-		crd, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kustomize", "base", "crds", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var obj unstructured.Unstructured
-		if err := yaml.Unmarshal(crd, &obj.Object); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dyn.Resource(apiextensionsCRDs).Apply(t.Context(), obj.GetName(), &obj, metav1.ApplyOptions{FieldManager: "firedrill-test", Force: true}); err != nil {
-			t.Fatal(err)
-		}
+	if err := deploy.ApplyCRDs(t.Context(), dyn, "firedrill-test"); err != nil {
+		t.Fatal(err)
 	}
 	ns := fmt.Sprintf("crd-test-%d", time.Now().UnixNano()%1e9)
 	nsObj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}

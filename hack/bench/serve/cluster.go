@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/firedrill-dev/firedrill/api/v1alpha1"
+	"github.com/firedrill-dev/firedrill/deploy"
 	"github.com/firedrill-dev/firedrill/sandbox"
 )
 
@@ -31,10 +32,10 @@ func (c *clusterScenarios) res() dynamic.ResourceInterface {
 	return c.dyn.Resource(v1alpha1.ScenarioResource).Namespace(c.namespace)
 }
 
-// measureCluster starts a sandbox (API server and kwok, no real node), installs the CRDs from
-// crdDir and measures serve --scenarios-from cluster with sp.n Scenarios. The sandbox is stopped
+// measureCluster starts a sandbox (API server and kwok, no real node), installs the CRDs as
+// they ship and measures serve --scenarios-from cluster with sp.n Scenarios. The sandbox is stopped
 // before it returns, whatever happened.
-func measureCluster(ctx context.Context, sp spec, binDir, crdDir string) (f figures, err error) {
+func measureCluster(ctx context.Context, sp spec, binDir string) (f figures, err error) {
 	work, err := os.MkdirTemp("", "firedrill-bench-serve-cluster-")
 	if err != nil {
 		return f, err
@@ -51,7 +52,7 @@ func measureCluster(ctx context.Context, sp spec, binDir, crdDir string) (f figu
 		return f, err
 	}
 	c := &clusterScenarios{dyn: dyn, kubeconfig: sb.Kubeconfig(), namespace: "firedrill-bench"}
-	if err := c.install(ctx, crdDir); err != nil {
+	if err := c.install(ctx); err != nil {
 		return f, err
 	}
 	sp.cluster = c
@@ -59,46 +60,20 @@ func measureCluster(ctx context.Context, sp spec, binDir, crdDir string) (f figu
 }
 
 var (
-	crdResource       = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	namespaceResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 )
 
-// install applies the Scenario and DrillRun CRDs, creates the namespace and waits until the API
-// server serves both resources in it.
-func (c *clusterScenarios) install(ctx context.Context, dir string) error {
-	for _, f := range []string{"firedrill.dev_scenarios.yaml", "firedrill.dev_drillruns.yaml"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			return fmt.Errorf("%w: run from the repository's root or point -crds at deploy/kustomize/base/crds", err)
-		}
-		var crd unstructured.Unstructured
-		if err := yaml.Unmarshal(b, &crd.Object); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
-		}
-		if _, err := c.dyn.Resource(crdResource).Apply(ctx, crd.GetName(), &crd, metav1.ApplyOptions{FieldManager: "firedrill-bench", Force: true}); err != nil {
-			return fmt.Errorf("installing %s: %w", f, err)
-		}
+// install applies the Scenario and DrillRun CRDs as they ship (waiting until they are served) and
+// creates the namespace.
+func (c *clusterScenarios) install(ctx context.Context) error {
+	if err := deploy.ApplyCRDs(ctx, c.dyn, "firedrill-bench"); err != nil {
+		return err
 	}
 	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": c.namespace}}}
 	if _, err := c.dyn.Resource(namespaceResource).Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		_, err := c.res().List(ctx, metav1.ListOptions{Limit: 1})
-		if err == nil {
-			_, err = c.dyn.Resource(v1alpha1.DrillRunResource).Namespace(c.namespace).List(ctx, metav1.ListOptions{Limit: 1})
-		}
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the CRDs were applied but Scenarios and DrillRuns are not served after a minute: %w", err)
-		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
-			return err
-		}
-	}
+	return nil
 }
 
 // create makes the n generated scenarios Scenario resources, without status.

@@ -49,11 +49,10 @@ func main() {
 	baseline := flag.Bool("baseline", true, "first measure serve with a single scenario, to show what the scenarios cost")
 	clusterN := flag.Int("cluster-scenarios", 500, "then measure serve --scenarios-from cluster with this many Scenario resources in a sandbox API server, beside files (0: skip)")
 	clusterIdle := flag.Duration("cluster-idle", time.Minute, "how long to count status writes and idle CPU of serve --scenarios-from cluster")
-	crds := flag.String("crds", filepath.Join("deploy", "kustomize", "base", "crds"), "directory of the CRDs to install into the sandbox")
 	flag.Parse()
 	// Interrupted, the deferred clean-up still runs: serve is killed and the sandbox stopped.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *n, *idle, *requests, *binDir, *baseline, *clusterN, *clusterIdle, *crds)
+	err := run(ctx, *n, *idle, *requests, *binDir, *baseline, *clusterN, *clusterIdle)
 	if ctx.Err() != nil {
 		err = errors.New("interrupted: serve and the sandbox were stopped, nothing was measured to the end")
 	}
@@ -64,7 +63,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, n int, idle time.Duration, requests int, binDir string, baseline bool, clusterN int, clusterIdle time.Duration, crds string) error {
+func run(ctx context.Context, n int, idle time.Duration, requests int, binDir string, baseline bool, clusterN int, clusterIdle time.Duration) error {
 	bin := filepath.Join(binDir, "firedrill")
 	var base *figures
 	if baseline {
@@ -88,7 +87,7 @@ func run(ctx context.Context, n int, idle time.Duration, requests int, binDir st
 			return err
 		}
 	}
-	cl, err := measureCluster(ctx, spec{n: clusterN, idle: clusterIdle, requests: requests, bin: bin}, binDir, crds)
+	cl, err := measureCluster(ctx, spec{n: clusterN, idle: clusterIdle, requests: requests, bin: bin}, binDir)
 	if err != nil {
 		return err
 	}

@@ -49,16 +49,7 @@ func TestServeFailoverJobs(t *testing.T) {
 			"--janitor-interval", "0", "--shutdown-grace", "2m")
 	}
 	procs := []*serveProc{start(), start()}
-	var lead, other *serveProc
-	testkit.EventuallyTrue(t, 2*time.Minute, "one replica leads", func() bool {
-		for i, p := range procs {
-			if becameLeader.MatchString(p.stderr.String()) {
-				lead, other = p, procs[1-i]
-				return true
-			}
-		}
-		return false
-	})
+	lead, other := leaderOf(t, procs)
 	leadID, otherID := lead.waitLog(campaigning, 30*time.Second)[1], other.waitLog(campaigning, 30*time.Second)[1]
 	t.Logf("leader %s, follower %s", leadID, otherID)
 

@@ -309,6 +309,21 @@ func grepLines(s, sub string) string {
 
 var becameLeader = regexp.MustCompile(`msg="became leader: scheduling"`)
 
+// leaderOf waits until one of two replicas leads and returns it and the other.
+func leaderOf(t *testing.T, procs []*serveProc) (lead, other *serveProc) {
+	t.Helper()
+	testkit.EventuallyTrue(t, 2*time.Minute, "one replica leads", func() bool {
+		for i, p := range procs {
+			if becameLeader.MatchString(p.stderr.String()) {
+				lead, other = p, procs[1-i]
+				return true
+			}
+		}
+		return false
+	})
+	return lead, other
+}
+
 // Two replicas, one PostgreSQL, a Lease in the sandbox: the leader is killed, the other takes
 // over, and every fire time of the schedule has exactly one record.
 func TestServeFailover(t *testing.T) {
@@ -332,16 +347,7 @@ func TestServeFailover(t *testing.T) {
 		return p
 	}
 	procs := []*serveProc{start(), start()}
-	var lead, other *serveProc
-	testkit.EventuallyTrue(t, 2*time.Minute, "one replica leads", func() bool {
-		for i, p := range procs {
-			if becameLeader.MatchString(p.stderr.String()) {
-				lead, other = p, procs[1-i]
-				return true
-			}
-		}
-		return false
-	})
+	lead, other := leaderOf(t, procs)
 	// Without a token, writes are disabled and say so.
 	if code, body := other.request("POST", "/api/v1/scenarios/failover/runs", ""); code != http.StatusForbidden {
 		t.Errorf("POST without a configured token: %d %s, want 403", code, body)
